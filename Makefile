@@ -1,0 +1,36 @@
+# make demo: set up .venv and run the embedded demo sweep; make test: set up and run the tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: demo test setup lint report clean bench-client
+
+$(BIN)/.installed: requirements.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	echo torch==2.13.0 > $(VENV)/constraints.txt
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -r requirements.txt
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/snakemake -c $(CORES) --keep-going
+	$(BIN)/snakemake -c $(CORES) --report results/report/report.html
+	@echo "report: results/report/ (speed.md, quality.md, checkpoints.md, report.html)"
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check quantbench scripts tests benchmarks
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/snakemake --lint
+
+bench-client: setup
+	$(BIN)/python benchmarks/client_accuracy.py
+
+clean:
+	rm -rf results .snakemake

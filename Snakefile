@@ -1,0 +1,33 @@
+# quantbench: quantize -> serve -> benchmark -> evaluate -> aggregate.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/quantize.smk"
+
+
+# A new quantization method is one more rules/quantize_<method>.smk (+ its script).
+for _extra_quant_rules in sorted(Path(workflow.basedir, "rules").glob("quantize_*.smk")):
+
+    include: _extra_quant_rules
+
+
+include: "rules/serve.smk"
+include: "rules/benchmark.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
+
+
+CELLS = plan()
+
+
+rule all:
+    default_target: True
+    input:
+        rules.aggregate.output,

@@ -1,0 +1,349 @@
+"""Streaming load client for OpenAI-compatible servers: a measuring instrument.
+
+Timing (all on ``time.perf_counter()``, CLOCK_MONOTONIC on Linux, shared with the refserver):
+
+* ``send_time``: when the request was handed to the socket. aiohttp buffers the headers and
+  writes them together with the body; its ``on_request_chunk_sent`` trace fires synchronously
+  just before that write (``on_request_headers_sent`` is the fallback for bodiless requests). Connection setup and
+  client-side queueing are therefore *not* in TTFT; they are recorded separately as
+  ``connect_time`` (connection acquired) and ``dispatch_delay`` (scheduled -> sent).
+* chunk arrival: stamped when aiohttp's protocol receives the bytes from the socket
+  (``data_received``), not when our coroutine gets round to reading them -- under load the
+  event loop can be milliseconds behind, which would otherwise land in TTFT/ITL.
+* TTFT stops at the first chunk that carries *generated content*: non-empty ``text``,
+  ``content``, ``reasoning_content`` or ``reasoning``. Role-only chat chunks (vLLM sends
+  ``{"role": "assistant", "content": ""}`` at once) and usage chunks do not count. Every chunk's
+  time and content flag is kept in the raw record, so other definitions can be recomputed.
+* output/prompt tokens come from the server's final ``usage`` chunk, never re-tokenised.
+
+Traps handled: aiohttp's line limit at long contexts (vLLM issue 39963) -- we read with
+``iter_any`` and split SSE lines ourselves; the connection pool is sized to the concurrency (not
+aiohttp's default 100); a ``ramp_s`` spreads the first wave of connects (1024 simultaneous
+SYNs overflow small listen backlogs). With rate=inf and identical output lengths, requests
+finish and restart in synchronised waves; use a finite ``request_rate`` (Poisson/gamma jitter)
+when that matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from itertools import count
+
+import aiohttp
+import numpy as np
+from aiohttp.client_proto import ResponseHandler
+
+from quantbench.metrics import RequestRecord
+
+perf = time.perf_counter
+
+# Fast path: a chunk carries content iff one of these keys has a non-empty string value.
+_CONTENT = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"(?!")')
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"([^"]*)"')
+
+
+@dataclass
+class StreamRecord(RequestRecord):
+    """RequestRecord plus the raw evidence behind it (all times perf_counter seconds)."""
+
+    request_id: str = ""
+    scheduled_time: float = 0.0  # when the arrival process wanted it sent
+    headers_sent_time: float | None = None
+    new_connection: bool | None = None
+    chunk_times: list[float] = field(default_factory=list)  # every SSE data event
+    chunk_content: list[bool] = field(default_factory=list)  # did it carry generated content
+    expected_prompt_tokens: int | None = None
+    expected_output_tokens: int | None = None
+    usage_seen: bool = False
+    status: int | None = None
+
+    @property
+    def prompt_mismatch(self) -> bool:
+        return (self.usage_seen and self.expected_prompt_tokens is not None
+                and self.prompt_tokens != self.expected_prompt_tokens)
+
+    @property
+    def output_mismatch(self) -> bool:
+        return (self.error is None and self.expected_output_tokens is not None
+                and self.output_tokens != self.expected_output_tokens)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StreamRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class _TimedHandler(ResponseHandler):
+    """aiohttp protocol that stamps each socket read: (time, body bytes received so far)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.qb_payload = None
+        self.qb_marks: list[tuple[float, int]] = []
+
+    def data_received(self, data: bytes) -> None:
+        t = perf()
+        super().data_received(data)
+        p = self._payload
+        if p is not None:
+            if p is not self.qb_payload:  # a new response on this (kept-alive) connection
+                self.qb_payload, self.qb_marks = p, []
+            self.qb_marks.append((t, p.total_bytes))
+
+
+class _TimedConnector(aiohttp.TCPConnector):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        # Private hook; if a future aiohttp drops it we fall back to read-time stamps.
+        if hasattr(self, "_factory"):
+            self._factory = lambda: _TimedHandler(loop=self._loop)
+
+
+def arrival_offsets(n: int, request_rate: float = float("inf"), burstiness: float = 1.0,
+                    seed: int = 0) -> np.ndarray:
+    """Send offsets (s) of n requests: gamma intervals of mean 1/rate, shape ``burstiness``.
+
+    burstiness 1 is a Poisson process; < 1 burstier, > 1 more regular (vLLM's definition).
+    The first request goes at 0. rate=inf: all at 0 (concurrency then bounds them).
+    """
+    if n <= 0:
+        return np.zeros(0)
+    if request_rate == float("inf"):
+        return np.zeros(n)
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(shape=burstiness, scale=1.0 / (request_rate * burstiness), size=n - 1)
+    return np.concatenate([[0.0], np.cumsum(gaps)])
+
+
+def _on_chunk_sent(session, ctx, params):
+    ctx.trace_request_ctx.send_time = perf()
+
+
+def _on_headers_sent(session, ctx, params):
+    ctx.trace_request_ctx.headers_sent_time = perf()
+
+
+def _on_conn_new(session, ctx, params):
+    r = ctx.trace_request_ctx
+    r.connect_time, r.new_connection = perf(), True
+
+
+def _on_conn_reuse(session, ctx, params):
+    r = ctx.trace_request_ctx
+    r.connect_time, r.new_connection = perf(), False
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    tc = aiohttp.TraceConfig()
+
+    def wrap(fn):  # aiohttp awaits trace callbacks; a plain coroutine runs synchronously
+        async def cb(session, ctx, params):
+            fn(session, ctx, params)
+        return cb
+
+    tc.on_request_chunk_sent.append(wrap(_on_chunk_sent))
+    tc.on_request_headers_sent.append(wrap(_on_headers_sent))
+    tc.on_connection_create_end.append(wrap(_on_conn_new))
+    tc.on_connection_reuseconn.append(wrap(_on_conn_reuse))
+    return tc
+
+
+def _body(endpoint: str, model: str, prompt, output_len: int, extra: dict | None) -> bytes:
+    body: dict = {"model": model, "max_tokens": output_len, "min_tokens": output_len,
+                  "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+    if endpoint == "chat":
+        if not isinstance(prompt, str):
+            raise ValueError("chat endpoint needs text prompts")
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt if isinstance(prompt, str) else [int(t) for t in prompt]
+    body.update(extra or {})
+    return json.dumps(body).encode()
+
+
+async def _one(session: aiohttp.ClientSession, url: str, body: bytes, rec: StreamRecord,
+               timeout_s: float) -> None:
+    """Send one request and fill ``rec``; errors are recorded, never raised."""
+    rec.send_time = 0.0
+    headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
+    buf = b""
+    pos = 0  # body bytes consumed so far, to match lines against the protocol's read stamps
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.post(url, data=body, headers=headers,
+                                    trace_request_ctx=rec) as resp:
+                if not rec.send_time:
+                    rec.send_time = rec.headers_sent_time or perf()
+                rec.status = resp.status
+                if resp.status != 200:
+                    rec.error = f"HTTP {resp.status}: {(await resp.text())[:300]}"
+                    return
+                proto = resp.connection.protocol if resp.connection else None
+                marks = getattr(proto, "qb_marks", None)
+                mi = 0
+                async for data in resp.content.iter_any():
+                    t_read = perf()
+                    buf += data
+                    pos += len(data)
+                    if marks is not None and getattr(proto, "qb_payload", None) is resp.content:
+                        marks = proto.qb_marks  # the list may have been replaced on reuse
+                    else:
+                        marks = None
+                    while (nl := buf.find(b"\n")) >= 0:
+                        line, buf = buf[:nl], buf[nl + 1:]
+                        end = pos - len(buf)  # body offset just past this line
+                        if not line.startswith(b"data:"):
+                            continue
+                        t = t_read
+                        if marks:
+                            while mi < len(marks) - 1 and marks[mi][1] < end:
+                                mi += 1
+                            if marks[mi][1] >= end:
+                                t = marks[mi][0]
+                        if _handle_line(rec, line[5:].strip(), t):
+                            return
+                if not rec.error and not rec.token_times:
+                    rec.error = "stream ended without content"
+    except TimeoutError:
+        rec.error = f"timeout after {timeout_s}s"
+    except aiohttp.ClientError as e:
+        rec.error = f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 -- a measuring run must survive any single request
+        rec.error = f"{type(e).__name__}: {e}"
+    finally:
+        if not rec.send_time:
+            rec.send_time = rec.headers_sent_time or perf()
+        if not rec.usage_seen and rec.error is None:
+            # No usage chunk: fall back to content-chunk count (flagged by usage_seen=False).
+            rec.output_tokens = len(rec.token_times)
+
+
+def _handle_line(rec: StreamRecord, payload: bytes, t: float) -> bool:
+    """Process one SSE data payload; True at [DONE]. Full JSON parse only for rare chunks."""
+    if payload == b"[DONE]":
+        return True
+    content = _CONTENT.search(payload) is not None
+    rec.chunk_times.append(t)
+    rec.chunk_content.append(content)
+    if content:
+        rec.token_times.append(t)
+    if (m := _FINISH.search(payload)) is not None:
+        rec.finish_reason = m.group(1).decode()
+    if _USAGE.search(payload):
+        usage = json.loads(payload).get("usage") or {}
+        rec.usage_seen = True
+        rec.prompt_tokens = usage.get("prompt_tokens", 0)
+        rec.output_tokens = usage.get("completion_tokens", 0)
+    elif not content and b'"error"' in payload:
+        err = json.loads(payload).get("error")
+        if err:
+            rec.error = f"server error: {json.dumps(err)[:300]}"
+            return True
+    return False
+
+
+async def run_load(
+    base_url: str,
+    model: str,
+    prompts: Sequence[str | Sequence[int]],
+    output_len: int,
+    *,
+    endpoint: str = "completions",
+    concurrency: int | None = None,
+    request_rate: float = float("inf"),
+    burstiness: float = 1.0,
+    seed: int = 0,
+    warmup: int = 0,
+    timeout_s: float = 600.0,
+    extra_body: dict | None = None,
+    expected_prompt_tokens: int | Sequence[int] | None = None,
+    ramp_s: float = 0.0,
+    id_prefix: str = "qb",
+    raw_path: str | None = None,
+) -> list[StreamRecord]:
+    """Send one request per prompt, streaming, and return one record per request (in order).
+
+    ``endpoint``: "completions" or "chat". Prompts are text, or token ids (completions only).
+    ``concurrency``: most requests in flight (None = unbounded). ``warmup``: requests sent first
+    and not recorded. ``expected_prompt_tokens`` defaults to len(ids) for id prompts; a
+    different server count is flagged (``prompt_mismatch``). ``ramp_s`` spreads the first
+    ``concurrency`` sends evenly over that many seconds. ``raw_path``: JSONL dump, one dict per
+    request with every timestamp.
+    """
+    base = base_url.rstrip("/").removesuffix("/v1")
+    url = base + ("/v1/chat/completions" if endpoint == "chat" else "/v1/completions")
+    n = len(prompts)
+    limit = concurrency or max(n, 1)
+    sem = asyncio.Semaphore(limit)
+    if isinstance(expected_prompt_tokens, int) or expected_prompt_tokens is None:
+        exp = [expected_prompt_tokens if expected_prompt_tokens is not None
+               else (None if isinstance(p, str) else len(p)) for p in prompts]
+    else:
+        exp = list(expected_prompt_tokens)
+    # Serialise all bodies before the clock starts: no JSON work on the send path.
+    bodies = [_body(endpoint, model, p, output_len, extra_body) for p in prompts]
+    offsets = arrival_offsets(n, request_rate, burstiness, seed)
+    if ramp_s > 0:
+        first = min(n, limit)
+        offsets[:first] = np.maximum(offsets[:first], np.arange(first) * ramp_s / first)
+
+    connector = _TimedConnector(limit=limit, limit_per_host=limit, force_close=False,
+                                enable_cleanup_closed=False)
+    # read_bufsize: long SSE events must not stall at aiohttp's 256 KiB default buffer.
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[_trace_config()],
+                                     timeout=aiohttp.ClientTimeout(total=None),
+                                     read_bufsize=1 << 22, auto_decompress=False) as session:
+
+        async def guarded(body, rec):
+            async with sem:
+                await _one(session, url, body, rec, timeout_s)
+
+        if warmup:
+            wids = count()
+            await asyncio.gather(*[
+                guarded(bodies[i % n], StreamRecord(0.0, request_id=f"{id_prefix}-warmup-{next(wids)}"))
+                for i in range(warmup)
+            ])
+        records = [StreamRecord(0.0, request_id=f"{id_prefix}-{i}", expected_prompt_tokens=exp[i],
+                                expected_output_tokens=output_len) for i in range(n)]
+        t0 = perf() + 0.001  # small lead so the first send is on schedule
+
+        async def scheduled(i):
+            rec = records[i]
+            rec.scheduled_time = t0 + float(offsets[i])
+            delay = rec.scheduled_time - perf()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            async with sem:
+                await _one(session, url, bodies[i], rec, timeout_s)
+            rec.dispatch_delay = max(0.0, rec.send_time - rec.scheduled_time)
+
+        await asyncio.gather(*[scheduled(i) for i in range(n)])
+    if raw_path:
+        dump_records(records, raw_path)
+    return records
+
+
+def run_load_sync(*args, **kwargs) -> list[StreamRecord]:
+    """Blocking wrapper around :func:`run_load`."""
+    return asyncio.run(run_load(*args, **kwargs))
+
+
+def dump_records(records: Sequence[StreamRecord], path: str) -> None:
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r.to_dict()) + "\n" for r in records)
+
+
+def load_records(path: str) -> list[StreamRecord]:
+    """Read a raw JSONL dump back, e.g. to recompute metrics with a new definition."""
+    with open(path) as f:
+        return [StreamRecord.from_dict(json.loads(line)) for line in f if line.strip()]

@@ -1,0 +1,122 @@
+"""Hugging Face Transformers, in-process: batch 1, greedy, exactly N new tokens, one timestamp
+per generated token (taken when generate() hands the token to the streamer, after the device
+sync that `.cpu()` implies)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from quantbench.engines import register_engine
+from quantbench.memory import PeakMemory
+from quantbench.metrics import RequestRecord
+
+
+class _TokenClock:
+    """A generate() streamer that only timestamps: the first put() is the prompt."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self._seen_prompt = False
+
+    def put(self, value):
+        if not self._seen_prompt:
+            self._seen_prompt = True
+            return
+        self.times.append(time.perf_counter())
+
+    def end(self):
+        pass
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@register_engine("transformers")
+class TransformersEngine:
+    in_process = True
+
+    def __init__(self, settings: dict):
+        import torch
+
+        self.settings = settings
+        self.device = resolve_device(settings.get("device", "auto"))
+        self.dtype = getattr(torch, settings.get("dtype", "bfloat16"))
+        self.memory = PeakMemory(self.device)
+        self.model = None
+
+    @staticmethod
+    def version() -> str:
+        import transformers
+
+        return transformers.__version__
+
+    def launch_spec(self, checkpoint: str, has_weights: bool) -> dict:
+        return {
+            "engine": "transformers",
+            "in_process": True,
+            "checkpoint": checkpoint,
+            "weights": "checkpoint" if has_weights else "random (from config)",
+            "device": self.device,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "attn_implementation": self.settings.get("attn_implementation", "sdpa"),
+        }
+
+    def load(self, checkpoint: str, has_weights: bool, seed: int = 0) -> float:
+        """Load the model; returns seconds spent."""
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        start = time.perf_counter()
+        attn = self.settings.get("attn_implementation", "sdpa")
+        if has_weights:
+            self.model = AutoModelForCausalLM.from_pretrained(
+                checkpoint, dtype=self.dtype, attn_implementation=attn, device_map=self.device
+            )
+        else:  # a dummy model: the real architecture with random weights
+            torch.manual_seed(seed)
+            config = AutoConfig.from_pretrained(checkpoint)
+            with torch.device(self.device):
+                self.model = AutoModelForCausalLM.from_config(
+                    config, dtype=self.dtype, attn_implementation=attn
+                )
+        self.model.eval()
+        self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        return time.perf_counter() - start
+
+    def generate(self, prompt_ids: list[int], output_len: int) -> tuple[RequestRecord, dict]:
+        """One batch-1 greedy request producing exactly `output_len` tokens; returns the record
+        and the peak memory over it."""
+        import torch
+
+        ids = torch.tensor([prompt_ids], device=self.device)
+        clock = _TokenClock()
+        self.memory.reset()
+        with torch.inference_mode():
+            send = time.perf_counter()
+            out = self.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=output_len,
+                min_new_tokens=output_len,  # suppresses EOS: exactly N tokens
+                do_sample=False,
+                streamer=clock,
+                pad_token_id=self.model.generation_config.pad_token_id or 0,
+            )
+        record = RequestRecord(
+            send_time=send,
+            token_times=clock.times,
+            prompt_tokens=len(prompt_ids),
+            output_tokens=int(out.shape[1] - ids.shape[1]),
+            finish_reason="length",
+        )
+        return record, self.memory.read()
+
+    def close(self) -> None:
+        self.model = None
+        self.memory.release()

@@ -1,0 +1,123 @@
+"""Turn a schema-valid config into the list of cells to run, or fail with a message that names
+the key, the bad value and what is allowed — before any job starts."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantbench.compat import is_compatible, kernels
+from quantbench.io import REPO_ROOT
+
+TASK_DIR = REPO_ROOT / "data" / "tasks"
+# Keys every quantization entry may carry besides its method's own parameters.
+COMMON_QUANT_KEYS = {"method", "kernel", "reference_quant"}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    quant: str
+    engine: str
+
+
+@dataclass(frozen=True)
+class QuantRule:
+    """What a quantize rule file declares about its method."""
+
+    method: str
+    format: str
+    params: frozenset = frozenset()
+
+
+def _unknown(key: str, value: str, allowed) -> ConfigError:
+    allowed = sorted(allowed)
+    hint = difflib.get_close_matches(value, allowed, n=1)
+    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"{key}: unknown name {value!r}{did_you_mean}; allowed: {allowed}")
+
+
+def _names(config: dict, section: str) -> list[str]:
+    chosen = config.get("sweep", {}).get(section, "all")
+    defined = list(config[section])
+    if chosen == "all":
+        return defined
+    for name in chosen:
+        if name not in defined:
+            raise _unknown(f"sweep.{section}", name, defined)
+    return list(chosen)
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+
+
+def quant_format(config: dict, quant: str, rules: dict[str, QuantRule]) -> str:
+    return rules[config["quantizations"][quant]["method"]].format
+
+
+def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:
+    for name, spec in config["quantizations"].items():
+        method = spec["method"]
+        if method not in rules:
+            raise _unknown(f"quantizations.{name}.method", method, rules)
+        allowed = COMMON_QUANT_KEYS | rules[method].params
+        for key in spec:
+            if key not in allowed:
+                raise _unknown(f"quantizations.{name}: key", key, allowed)
+
+
+def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:
+    """None if the cell can run; else why not."""
+    fmt = quant_format(config, cell.quant, rules)
+    kernel = config["quantizations"][cell.quant].get("kernel")
+    if not is_compatible(fmt, cell.engine, kernel):
+        offered = kernels(fmt, cell.engine)
+        if not offered:
+            return f"{where}: engine {cell.engine!r} cannot load format {fmt!r} ({cell.quant})"
+        return (
+            f"{where}: engine {cell.engine!r} has no kernel {kernel!r} for format {fmt!r}; "
+            f"set quantizations.{cell.quant}.kernel to one of {offered}"
+        )
+    return None
+
+
+def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], list[str]]:
+    """Cells of the sweep's cross-product that can run (the others are listed as skipped, with
+    why), plus every explicit cell, each of which must be valid."""
+    check_quantizations(config, rules)
+    engines = set(config["engines"])
+    for task in config.get("evaluation", {}).get("tasks", []):
+        if task not in available_tasks():
+            raise _unknown("evaluation.tasks", task, available_tasks())
+    cells, skipped = [], []
+    if config.get("sweep") is not None:
+        for model in _names(config, "models"):
+            for quant in _names(config, "quantizations"):
+                for engine in _names(config, "engines"):
+                    cell = Cell(model, quant, engine)
+                    why = check_cell(config, cell, rules, "sweep")
+                    (skipped.append(why) if why else cells.append(cell))
+    for i, entry in enumerate(config.get("cells", [])):
+        where = f"cells[{i}]"
+        for key, section in (("model", "models"), ("quantization", "quantizations")):
+            if entry[key] not in config[section]:
+                raise _unknown(f"{where}.{key}", entry[key], config[section])
+        if entry["engine"] not in engines:
+            raise _unknown(f"{where}.engine", entry["engine"], engines)
+        cell = Cell(entry["model"], entry["quantization"], entry["engine"])
+        why = check_cell(config, cell, rules, where)
+        if why:
+            raise ConfigError(why)
+        if cell not in cells:
+            cells.append(cell)
+    if not cells:
+        raise ConfigError("the config plans no cell: check sweep and cells" +
+                          (f" ({'; '.join(skipped)})" if skipped else ""))
+    return cells, skipped
+

@@ -1,0 +1,405 @@
+"""Reference OpenAI-compatible streaming server of known timing, logging ground truth.
+
+Each request gets its first content chunk ``ttft`` after the request was fully received and
+then one chunk per token every ``itl``, scheduled against absolute deadlines from the receive
+time so a late callback never shifts the rest of the stream. Every request's truth (receive
+time, the time each chunk was actually written, lag behind schedule) goes to a JSONL log, one
+line per request, on ``time.perf_counter()`` -- CLOCK_MONOTONIC on Linux, which is one clock
+for all processes, so the client's timestamps and ours compare directly.
+
+Raw asyncio protocols instead of a web framework: at 1024 streams x 100 chunks/s every
+microsecond per chunk counts, and the server shares its cores with the client under test.
+
+Tokenizer: one token per UTF-8 byte (ids 0..255) unless ``--tokenizer tokenizer.json`` is given.
+Per-request overrides in the body: ``ref_ttft_ms``, ``ref_itl_ms`` (for tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+perf = time.perf_counter
+if sys.platform == "linux":
+    # Truth and client timestamps must be on one clock shared across processes.
+    assert "CLOCK_MONOTONIC" in time.get_clock_info("perf_counter").implementation
+
+LATE_S = 0.005  # a chunk written this far behind its deadline (half an ITL at 10 ms) is late
+
+
+@dataclass
+class Config:
+    model: str = "refmodel"
+    ttft_s: float = 0.05
+    itl_s: float = 0.01
+    eos_after: int | None = None  # natural length; None = never emits EOS
+    truth_fd: int | None = None
+    tokenizer: object | None = None
+
+
+def _count_tokens(cfg: Config, text: str) -> list[int]:
+    if cfg.tokenizer is not None:
+        return cfg.tokenizer.encode(text, add_special_tokens=False).ids
+    return list(text.encode())
+
+
+def _sse(obj: dict | str) -> bytes:
+    """One SSE event framed as one HTTP/1.1 chunk."""
+    data = obj if isinstance(obj, str) else json.dumps(obj, separators=(",", ":"))
+    payload = b"data: " + data.encode() + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+class _Stream:
+    """One streaming response: a chain of ``call_at`` callbacks at absolute deadlines."""
+
+    __slots__ = ("chunk", "deadlines", "extra", "handle", "i", "lags", "last", "n", "proto",
+                 "rid", "state", "t_first_byte", "t_recv", "tail", "times")
+
+    def __init__(self, proto, rid, t_first_byte, t_recv, n, ttft, itl, chunk, last, tail, extra):
+        self.proto, self.rid, self.n, self.i = proto, rid, n, 0
+        self.t_first_byte, self.t_recv = t_first_byte, t_recv
+        self.deadlines = [t_recv + ttft + k * itl for k in range(n)]
+        self.times: list[float] = []
+        self.lags: list[float] = []
+        self.chunk, self.last, self.tail, self.extra = chunk, last, tail, extra
+        self.handle = None
+        self.state = "streaming"
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.n == 0:
+            self.proto.transport.write(self.tail)
+            self.finish(perf())
+            return
+        self.handle = loop.call_at(self.deadlines[0], self.step)
+
+    def step(self) -> None:
+        t = perf()
+        i = self.i
+        last = i == self.n - 1
+        # One write per token: the final token, usage and [DONE] go together.
+        self.proto.transport.write(self.last + self.tail if last else self.chunk)
+        self.times.append(t)
+        self.lags.append(t - self.deadlines[i])
+        self.i = i + 1
+        if last:
+            self.finish(t)
+        else:
+            self.handle = self.proto.loop.call_at(self.deadlines[i + 1], self.step)
+
+    def finish(self, t_end: float, state: str = "done") -> None:
+        self.state = state
+        self.handle = None
+        self.proto.stream_done(self, t_end)
+
+    def truth(self, t_end: float) -> dict:
+        lags = self.lags or [0.0]
+        return {
+            "id": self.rid, "pid": os.getpid(), "state": self.state,
+            "first_byte_time": self.t_first_byte, "recv_time": self.t_recv,
+            "chunk_times": self.times, "end_time": t_end,
+            "max_lag_ms": max(lags) * 1e3, "mean_lag_ms": sum(lags) / len(lags) * 1e3,
+            "late_chunks": sum(lag > LATE_S for lag in lags),
+            "behind": max(lags) > LATE_S, **self.extra,
+        }
+
+
+class _Server:
+    """Per-process state: config, live stream count, truth log writer."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.active = 0
+        self.max_active = 0
+
+    def log(self, rec: dict) -> None:
+        if self.cfg.truth_fd is not None:
+            # O_APPEND + one write per line: lines from several workers never interleave.
+            os.write(self.cfg.truth_fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode())
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, server: _Server):
+        self.server, self.cfg = server, server.cfg
+        self.loop = asyncio.get_running_loop()
+        self.buf = bytearray()
+        self.t_first_byte = 0.0
+        self.stream: _Stream | None = None
+        self.close_after = False
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        s = self.stream
+        if s is not None and s.handle is not None:
+            s.handle.cancel()
+            s.finish(perf(), "aborted")
+
+    def data_received(self, data: bytes) -> None:
+        t = perf()
+        if not self.buf:
+            self.t_first_byte = t
+        self.buf += data
+        while self.stream is None:  # no pipelining while a response streams
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            headers = {}
+            for line in head[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            length = int(headers.get("content-length", 0))
+            if len(self.buf) < end + 4 + length:
+                return
+            body = bytes(self.buf[end + 4:end + 4 + length])
+            del self.buf[:end + 4 + length]
+            method, path, _ = head[0].split(" ", 2)
+            self.close_after = headers.get("connection", "").lower() == "close"
+            first_byte, self.t_first_byte = self.t_first_byte, t
+            self.handle(method, path.split("?")[0], headers, body, first_byte, t)
+
+    # -- responses -------------------------------------------------------------------------
+    def respond(self, status: int, obj: dict | None = None) -> None:
+        body = json.dumps(obj).encode() if obj is not None else b""
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, reason.encode(), len(body), body)
+        )
+        if self.close_after:
+            self.transport.close()
+
+    def handle(self, method, path, headers, body, t_first_byte, t_recv) -> None:
+        cfg = self.cfg
+        if path == "/health":
+            return self.respond(200)
+        if path == "/v1/models":
+            return self.respond(200, {"object": "list", "data": [
+                {"id": cfg.model, "object": "model", "owned_by": "quantbench"}]})
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            return self.respond(400, {"error": {"message": "invalid JSON"}})
+        if path == "/tokenize" and method == "POST":
+            text = req.get("prompt")
+            if text is None:
+                text = "".join(m.get("content") or "" for m in req.get("messages", []))
+            ids = _count_tokens(cfg, text)
+            return self.respond(200, {"tokens": ids, "count": len(ids), "max_model_len": 1 << 20})
+        chat = path == "/v1/chat/completions"
+        if path not in ("/v1/completions", "/v1/chat/completions") or method != "POST":
+            return self.respond(404, {"error": {"message": f"no route {method} {path}"}})
+        if chat:
+            text = "".join(m.get("content") or "" for m in req.get("messages", []))
+            prompt_tokens = len(_count_tokens(cfg, text))
+        else:
+            p = req.get("prompt", "")
+            prompt_tokens = len(p) if isinstance(p, list) else len(_count_tokens(cfg, p))
+        max_tokens = req.get("max_completion_tokens") or req.get("max_tokens") or 16
+        n = max_tokens
+        if cfg.eos_after is not None and not req.get("ignore_eos"):
+            n = max(req.get("min_tokens") or 0, min(max_tokens, cfg.eos_after))
+        finish = "length" if n == max_tokens else "stop"
+        ttft = req.get("ref_ttft_ms", cfg.ttft_s * 1e3) / 1e3
+        itl = req.get("ref_itl_ms", cfg.itl_s * 1e3) / 1e3
+        rid = headers.get("x-request-id", "")
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n,
+                 "total_tokens": prompt_tokens + n}
+        extra = {"endpoint": "chat" if chat else "completions", "prompt_tokens": prompt_tokens,
+                 "output_tokens": n, "ttft_ms": ttft * 1e3, "itl_ms": itl * 1e3}
+        if not req.get("stream"):
+            return self._respond_whole(chat, n, usage, finish, ttft + max(n - 1, 0) * itl)
+        base = {"id": "cmpl-" + rid, "created": int(time.time()), "model": cfg.model}
+        if chat:
+            base["object"] = "chat.completion.chunk"
+
+            def choice(fr):
+                return {"index": 0, "delta": {"content": " a"}, "finish_reason": fr}
+        else:
+            base["object"] = "text_completion"
+
+            def choice(fr):
+                return {"index": 0, "text": " a", "logprobs": None, "finish_reason": fr}
+        tail = b""
+        so = req.get("stream_options") or {}
+        if so.get("include_usage"):
+            tail += _sse({**base, "choices": [], "usage": usage})
+        tail += _sse("[DONE]") + b"0\r\n\r\n"
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        if chat:  # like vLLM: a role-only first chunk right away, carrying no generated text
+            self.transport.write(_sse({**base, "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ]}))
+        srv = self.server
+        srv.active += 1
+        srv.max_active = max(srv.max_active, srv.active)
+        extra["active_at_recv"] = srv.active
+        self.stream = _Stream(self, rid, t_first_byte, t_recv, n, ttft, itl,
+                              _sse({**base, "choices": [choice(None)]}),
+                              _sse({**base, "choices": [choice(finish)]}), tail, extra)
+        self.stream.start(self.loop)
+
+    def _respond_whole(self, chat, n, usage, finish, delay) -> None:
+        text = " a" * n
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text},
+                   "finish_reason": finish} if chat
+                  else {"index": 0, "text": text, "finish_reason": finish})
+        obj = {"id": "cmpl-ref", "object": "chat.completion" if chat else "text_completion",
+               "model": self.cfg.model, "choices": [choice], "usage": usage}
+        self.loop.call_later(delay, self.respond, 200, obj)
+
+    def stream_done(self, s: _Stream, t_end: float) -> None:
+        self.stream = None
+        srv = self.server
+        srv.active -= 1
+        rec = s.truth(t_end)
+        rec["max_active_proc"] = srv.max_active
+        srv.log(rec)
+        if self.close_after and s.state == "done":
+            self.transport.close()
+        elif self.buf and s.state == "done":
+            self.data_received(b"")
+
+
+# -- process management ---------------------------------------------------------------------
+def _listen(host: str, port: int, n: int) -> list[socket.socket]:
+    """n sockets on one port via SO_REUSEPORT, so the kernel spreads connections over workers."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if n > 1:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host, port))
+        port = s.getsockname()[1]  # port 0: the rest join the port the first one got
+        s.listen(4096)  # 1024 simultaneous connects overflow asyncio's default backlog of 100
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+
+
+def _serve(sock: socket.socket, cfg: Config) -> None:
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = _Server(cfg)
+        server = await loop.create_server(lambda: _Conn(srv), sock=sock)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.close()
+
+    asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m quantbench.refserver", description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000, help="0 = any free port (printed)")
+    ap.add_argument("--model", default="refmodel")
+    ap.add_argument("--ttft-ms", type=float, default=50.0)
+    ap.add_argument("--itl-ms", type=float, default=10.0)
+    ap.add_argument("--eos-after", type=int, default=None,
+                    help="natural output length when ignore_eos is false")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--truth-log", default=None, help="JSONL, one line per finished request")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer.json (default: bytes)")
+    a = ap.parse_args(argv)
+    tok = None
+    if a.tokenizer:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(a.tokenizer)
+    fd = None
+    if a.truth_log:
+        fd = os.open(a.truth_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    cfg = Config(a.model, a.ttft_ms / 1e3, a.itl_ms / 1e3, a.eos_after, fd, tok)
+    socks = _listen(a.host, a.port, a.workers)
+    port = socks[0].getsockname()[1]
+    print(f"READY http://{a.host}:{port} workers={a.workers}", flush=True)
+    if a.workers == 1:
+        _serve(socks[0], cfg)
+        return
+    pids = []
+    for s in socks:
+        pid = os.fork()
+        if pid == 0:
+            for other in socks:
+                if other is not s:
+                    other.close()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            try:
+                _serve(s, cfg)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    for s in socks:
+        s.close()
+
+    def forward(sig, _frame):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for pid in pids:
+        os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def start_refserver(*args: str, ready_timeout: float = 20.0) -> Iterator[str]:
+    """Run the server in a subprocess on a free loopback port; yields its base URL."""
+    cmd = [sys.executable, "-m", "quantbench.refserver", "--port", "0", *args]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        line = proc.stdout.readline()  # the server prints READY once it listens
+        if not line.startswith("READY") or time.monotonic() > deadline:
+            raise RuntimeError(f"refserver did not start: {line!r}")
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def read_truth(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def max_overlap(truth: list[dict]) -> int:
+    """Most requests in flight at once across all workers (receive -> last write)."""
+    events = sorted([(t["recv_time"], 1) for t in truth] + [(t["end_time"], -1) for t in truth])
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+if __name__ == "__main__":
+    main()

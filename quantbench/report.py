@@ -1,0 +1,140 @@
+"""Aggregate result files into the report: CSV of every cell, Markdown/HTML tables in the
+layout of the published Qwen3 speed tables, a quality table and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from quantbench.io import atomic_write_text, read_json
+
+CELL_KEYS = ["model", "quantization", "engine"]
+
+
+def _cell(prov: dict) -> dict:
+    return {"model": prov["model"], "quantization": prov["quantization"], "engine": prov["engine"]}
+
+
+def load_bench(paths: list[str]) -> pd.DataFrame:
+    """Every measured request row, with its cell and provenance columns."""
+    frames = []
+    for path in paths:
+        doc = read_json(path)
+        prov = doc["provenance"]
+        extra = {**_cell(prov), "engine_version": prov["engine_version"],
+                 "device_name": prov["device_name"], "file_status": doc["status"]}
+        rows = doc["rows"] or [{"scenario": doc["scenario"], "status": doc["status"],
+                                "reason": doc.get("reason")}]
+        frames.append(pd.DataFrame([{**extra, **r} for r in rows]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_quality(paths: list[str]) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        doc = read_json(path)
+        base = {**_cell(doc["provenance"]), "status": doc["status"], "reason": doc.get("reason")}
+        rows += [{**base, **s} for s in doc.get("scores", [])] or [base]
+    return pd.DataFrame(rows)
+
+
+def load_quant(paths: list[str]) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        doc = read_json(path)
+        rows.append({"model": doc["model"]["name"], "quantization": doc["provenance"]["quantization"],
+                     "method": doc["method"], "format": doc["format"], "scheme": doc.get("scheme"),
+                     "weight_bits": doc.get("weight_bits"), "group_size": doc.get("group_size"),
+                     "size_mb": doc["size_bytes"] / 2**20,
+                     "compression_ratio": doc["compression_ratio"],
+                     "quantize_s": doc["quantize_seconds"]})
+    return pd.DataFrame(rows)
+
+
+def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Rows model x input length x quantization per engine; speed (mean ± std over repeats) and
+    peak memory. A cell with no successful repeat shows its status and reason instead."""
+    single = cells[cells["scenario"] == "single"]
+    out = []
+    for key, group in single.groupby(CELL_KEYS + ["input_len"], sort=True):
+        ok = group[group["status"] == "ok"]
+        row = dict(zip(CELL_KEYS + ["input_len"], key))
+        if ok.empty:
+            first = group.iloc[0]
+            row["speed_tok_s"] = f"{first['status']}: {first.get('reason', '')}"[:80]
+            row["memory_mb"] = ""
+        else:
+            sd = ok["speed_tok_s"].std(ddof=1) if len(ok) > 1 else 0.0
+            row["speed_tok_s"] = f"{ok['speed_tok_s'].mean():.2f} ± {sd:.2f}"
+            row["decode_tok_s"] = f"{ok['decode_speed_tok_s'].mean():.2f}"
+            row["memory_mb"] = f"{ok['peak_mem_mb'].max():.2f}"
+            row["memory_method"] = ok["mem_method"].iloc[0]
+            row["repeats"] = len(ok)
+        out.append(row)
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    return table[["engine", "model", "input_len", "quantization", "speed_tok_s", "decode_tok_s",
+                  "memory_mb", "memory_method", "repeats"]].fillna("")
+
+
+def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
+    if quality.empty or "value" not in quality:
+        return quality
+    q = quality.copy()
+    q["score"] = [
+        f"{v:.4f} ± {s:.4f}" if pd.notna(v) and pd.notna(s) else
+        (f"{v:.4f}" if pd.notna(v) else f"{st}: {r}")
+        for v, s, st, r in zip(q["value"], q.get("stderr"), q["status"], q["reason"])
+    ]
+    return q[CELL_KEYS + ["task", "metric", "filter", "n", "score", "status"]].fillna("")
+
+
+def plot_speed(cells: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = cells[(cells["scenario"] == "single") & (cells["status"] == "ok")]
+    groups = list(ok.groupby(["engine", "model"]))
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(6 * max(1, len(groups)), 4),
+                             squeeze=False)
+    for ax, ((engine, model), g) in zip(axes[0], groups):
+        for quant, q in g.groupby("quantization"):
+            stats = q.groupby("input_len")["speed_tok_s"].agg(["mean", "std"]).reset_index()
+            ax.errorbar(stats["input_len"], stats["mean"], yerr=stats["std"].fillna(0),
+                        marker="o", capsize=3, label=quant)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("input length (tokens)")
+        ax.set_ylabel("speed (prompt + generated) / s")
+        ax.set_title(f"{model} · {engine}")
+        ax.legend(title="quantization")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_table(df: pd.DataFrame, stem: Path, title: str) -> None:
+    """CSV, Markdown and HTML of one table."""
+    atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
+    md = f"# {title}\n\n" + (df.to_markdown(index=False) if not df.empty else "_no rows_") + "\n"
+    atomic_write_text(stem.with_suffix(".md"), md)
+    html = df.to_html(index=False, na_rep="", border=0, classes="qb-table")
+    atomic_write_text(stem.with_suffix(".html"), f"<h2>{title}</h2>\n{html}\n")
+
+
+def build_report(bench: list[str], quality: list[str], quant: list[str], out: Path) -> dict:
+    cells = load_bench(bench)
+    atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
+    speed = speed_table(cells)
+    write_table(speed, out / "speed", "Speed (tokens/s) and peak memory (MB), batch 1")
+    write_table(quality_table(load_quality(quality)), out / "quality", "Quality (lm-eval)")
+    write_table(load_quant(quant), out / "checkpoints", "Checkpoints")
+    plot_speed(cells, out / "speed_vs_input.png")
+    return {"cells": len(cells), "speed_rows": len(speed)}

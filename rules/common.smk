@@ -1,0 +1,71 @@
+# Config validation, the plan of cells, wildcard constraints and input functions.
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# Scripts import the package from this workflow's own tree, wherever it was copied.
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+)
+
+from quantbench.plan import ConfigError, QuantRule, plan_cells
+
+validate(config, schema="../config/schema/config.schema.yaml")
+
+RESULTS = "results"
+SCENARIOS = ["single"]
+QUANT_RULES = {}
+
+
+def register_quant_rule(method, format, params=()):
+    """Declare a quantize rule's method, its checkpoint format and its config keys."""
+    QUANT_RULES[method] = QuantRule(method, format, frozenset(params))
+
+
+def quants_of(method):
+    """Wildcard regex matching the configured quantizations that use `method`."""
+    names = [q for q, s in config["quantizations"].items() if s["method"] == method]
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    model=_alternatives(config["models"]),
+    quant=_alternatives(config["quantizations"]),
+    engine=_alternatives(config["engines"]),
+
+
+def plan():
+    try:
+        cells, skipped = plan_cells(config, QUANT_RULES)
+    except ConfigError as err:
+        raise WorkflowError(f"config error: {err}") from None
+    for why in skipped:
+        print(f"quantbench: not planned: {why}", file=sys.stderr)
+    return cells
+
+
+def cell_path(kind, name, cells=None):
+    return [
+        f"{RESULTS}/{kind}/{c.model}/{c.quant}/{c.engine}/{name}"
+        for c in (cells or CELLS)
+    ]
+
+
+def quant_params(wildcards):
+    return config["quantizations"][wildcards.quant]
+
+
+def engine_settings(wildcards):
+    return config["engines"][wildcards.engine]
+
+
+def scenario_settings(wildcards):
+    return {s: config["benchmark"][s] for s in SCENARIOS}

@@ -1,0 +1,22 @@
+# Quality with lm-evaluation-harness: same tasks, samples, seed and settings for every
+# quantization of a model.
+
+
+rule evaluate:
+    input:
+        launch=f"{RESULTS}/serve/{{model}}/{{quant}}/{{engine}}/launch.json",
+    output:
+        quality=f"{RESULTS}/eval/{{model}}/{{quant}}/{{engine}}/quality.json",
+        samples=f"{RESULTS}/eval/{{model}}/{{quant}}/{{engine}}/samples.jsonl",
+    params:
+        settings=engine_settings,
+        evaluation=config["evaluation"],
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/evaluate/{{model}}/{{quant}}/{{engine}}.log",
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../scripts/evaluate.py"

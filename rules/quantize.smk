@@ -1,0 +1,49 @@
+# One rule per quantization method. Each declares its checkpoint format (for the
+# engine-compatibility table) and the config keys it takes; its wildcard constraint routes the
+# quantizations that name its method to it.
+
+
+register_quant_rule("bf16", format="bf16")
+
+
+rule quantize_bf16:
+    input:
+        model=f"{RESULTS}/models/{{model}}/model.json",
+    output:
+        f"{RESULTS}/quantized/{{model}}/{{quant}}/quant.json",
+    wildcard_constraints:
+        quant=quants_of("bf16"),
+    params:
+        spec=quant_params,
+        format="bf16",
+        calibration=config["calibration"],
+    log:
+        f"{RESULTS}/logs/quantize/{{model}}/{{quant}}.log",
+    conda:
+        "../envs/transformers.yaml"
+    script:
+        "../scripts/quantize_bf16.py"
+
+
+register_quant_rule(
+    "llmcompressor", format="compressed-tensors", params=["scheme", "algorithm", "ignore"]
+)
+
+
+rule quantize_llmcompressor:
+    input:
+        model=f"{RESULTS}/models/{{model}}/model.json",
+    output:
+        f"{RESULTS}/quantized/{{model}}/{{quant}}/quant.json",
+    wildcard_constraints:
+        quant=quants_of("llmcompressor"),
+    params:
+        spec=quant_params,
+        format="compressed-tensors",
+        calibration=config["calibration"],
+    log:
+        f"{RESULTS}/logs/quantize/{{model}}/{{quant}}.log",
+    conda:
+        "../envs/quantize.yaml"
+    script:
+        "../scripts/quantize_llmcompressor.py"

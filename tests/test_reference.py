@@ -1,0 +1,154 @@
+"""Loaders read the published CSVs as published; comparisons checked on hand-computed ratios."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from quantbench.reference import (
+    QUANTS,
+    compare_with_published,
+    default_reference_dir,
+    load_hellaswag_l40,
+    load_qwen3_speed,
+    load_sglang_batch,
+    load_vllm_kvcache_lmeval,
+    load_vllm_serving_l40,
+)
+
+pytestmark = pytest.mark.skipif(
+    not default_reference_dir().is_dir(), reason="published reference tables not available"
+)
+
+
+@pytest.fixture(scope="module")
+def speed():
+    return load_qwen3_speed()
+
+
+def _cell(df, engine, model, input_len, quant):
+    row = df[
+        (df.engine == engine)
+        & (df.model == model)
+        & (df.input_len == input_len)
+        & (df.quant == quant)
+    ]
+    assert len(row) == 1
+    return row.iloc[0]
+
+
+def test_speed_table_shape(speed):
+    assert len(speed) == 216
+    # SGLang: 0.6B/1.7B at 4 lengths, six larger models at 6, three quants each: 24 + 108.
+    # Transformers: seven models (no 235B) at 4 lengths, three quants: 84.
+    assert (speed.engine == "sglang").sum() == 132
+    assert (speed.engine == "transformers").sum() == 84
+    assert set(speed.quant) == set(QUANTS)
+    assert not speed.duplicated(["engine", "model", "input_len", "quant"]).any()
+
+
+def test_129042_is_normalised(speed):
+    assert sorted(speed.input_len.unique()) == [1, 6144, 14336, 30720, 63488, 129024]
+    # Six SGLang models x three quants were published at the longest length.
+    assert (speed.input_len == 129024).sum() == 18
+    assert _cell(speed, "sglang", "Qwen3-8B", 129024, "bf16").speed_tok_s == 1173.32
+
+
+def test_known_cells(speed):
+    assert _cell(speed, "sglang", "Qwen3-8B", 1, "bf16").speed_tok_s == 81.73
+    mem = _cell(speed, "transformers", "Qwen3-32B", 1, "bf16")
+    assert (mem.speed_tok_s, mem.gpu_mem_mb) == (26.24, 62751)
+    assert math.isnan(_cell(speed, "sglang", "Qwen3-8B", 1, "bf16").gpu_mem_mb)
+    assert _cell(speed, "transformers", "Qwen3-0.6B", 1, "gptq-int8").speed_tok_s == 26.56
+
+
+def test_tp_and_kernel_from_note(speed):
+    c = _cell(speed, "sglang", "Qwen3-32B", 129024, "bf16")
+    assert (c.gpus, c.tp, c.note) == (2, 2, "TP=2")
+    c = _cell(speed, "sglang", "Qwen3-235B-A22B", 1, "gptq-int4")
+    assert (c.gpus, c.tp, c.kernel) == (4, 4, "GPTQ-Marlin")
+    c = _cell(speed, "sglang", "Qwen3-30B-A3B", 1, "gptq-int4")
+    assert (c.tp, c.kernel) == (1, "GPTQ-Marlin")
+    assert pd.isna(_cell(speed, "sglang", "Qwen3-8B", 1, "fp8").kernel)
+    assert (speed.loc[speed.supported, "tp"] == speed.loc[speed.supported, "gpus"]).all()
+
+
+def test_unsupported_cells(speed):
+    bad = speed[~speed.supported]
+    assert len(bad) == 4
+    assert set(bad.model) == {"Qwen3-30B-A3B"} and set(bad.quant) == {"gptq-int4"}
+    assert set(bad.engine) == {"transformers"}
+    assert bad.speed_tok_s.isna().all() and bad.gpu_mem_mb.isna().all() and bad.gpus.isna().all()
+    assert set(bad.note) == {"MoE Kernel Unsupported"}
+    assert speed.loc[speed.supported, "speed_tok_s"].notna().all()
+
+
+def test_other_tables():
+    serving = load_vllm_serving_l40()
+    assert list(serving.quant) == ["bf16", "fp8", "awq-int4", "awq-int4"]
+    marlin = serving[serving.kernel == "awq_marlin"].iloc[0]
+    assert marlin.tpot_mean_ms == 24.91
+    hs = load_hellaswag_l40()
+    assert len(hs) == 6
+    assert hs.set_index("quant").loc["gguf-iq2_s", "acc"] == 0.2675
+    batch = load_sglang_batch()
+    assert len(batch) == 12
+    b200 = batch[(batch.gpu == "B200") & (batch.batch_size == 2)].iloc[0]
+    assert b200.input_throughput_tok_s == 15315.43  # kept as published
+    kv = load_vllm_kvcache_lmeval().set_index("quant")
+    assert kv.loc["awq-int4", "kv_cache_tokens_max"] == 549232
+
+
+def test_compare_hand_built():
+    keys = ["engine", "model", "input_len", "quant"]
+    rows = [
+        ("e", "m", 1, "bf16"),
+        ("e", "m", 1, "fp8"),
+        ("e", "m", 100, "bf16"),
+        ("e", "m", 100, "fp8"),
+    ]
+    published = pd.DataFrame(rows, columns=keys).assign(
+        speed_tok_s=[10.0, 20.0, 40.0, 60.0], gpu_mem_mb=[1000.0, 600.0, 2000.0, 1500.0]
+    )
+    measured = pd.DataFrame(rows[:3], columns=keys).assign(
+        speed_tok_s=[5.0, 15.0, 30.0], gpu_mem_mb=[1100.0, 600.0, 1900.0]
+    )
+    out = compare_with_published(measured, published).set_index(["input_len", "quant"])
+    assert len(out) == 3  # measured rows only
+    fp8 = out.loc[(1, "fp8")]
+    assert fp8.speed_tok_s_published == 20.0
+    assert fp8.speed_tok_s_ratio == pytest.approx(0.75)  # 15 / 20
+    assert fp8.speed_tok_s_delta_pct == pytest.approx(-25.0)
+    # measured fp8/bf16 = 15/5 = 3; published 20/10 = 2 -> 1.5
+    assert (fp8.speed_vs_bf16, fp8.speed_vs_bf16_published) == (3.0, 2.0)
+    assert fp8.speed_vs_bf16_ratio == pytest.approx(1.5)
+    long_bf16 = out.loc[(100, "bf16")]
+    # measured 30/5 = 6; published 40/10 = 4 -> 1.5
+    assert long_bf16.speed_vs_len1 == 6.0 and long_bf16.speed_vs_len1_published == 4.0
+    assert long_bf16.speed_vs_len1_ratio == pytest.approx(1.5)
+    assert long_bf16.speed_vs_bf16 == 1.0
+    # memory compared directly: 1100 / 1000
+    assert out.loc[(1, "bf16"), "gpu_mem_mb_delta_pct"] == pytest.approx(10.0)
+    assert long_bf16.gpu_mem_mb_ratio == pytest.approx(0.95)
+
+
+def test_compare_against_real_table(speed):
+    keys = ["engine", "model", "input_len", "quant"]
+    measured = pd.DataFrame(
+        [
+            ("sglang", "Qwen3-8B", 1, "bf16", 163.46),  # 2x published 81.73
+            ("sglang", "Qwen3-8B", 1, "fp8", 150.25),  # = published
+            ("sglang", "Qwen3-8B", 6144, "bf16", 300.0),
+            ("transformers", "Qwen3-30B-A3B", 1, "gptq-int4", 5.0),  # published "-"
+        ],
+        columns=[*keys, "speed_tok_s"],
+    )
+    out = compare_with_published(measured, speed).set_index(["input_len", "quant", "engine"])
+    assert out.loc[(1, "bf16", "sglang"), "speed_tok_s_ratio"] == pytest.approx(2.0)
+    # fp8/bf16: measured 150.25/163.46, published 150.25/81.73 -> 81.73/163.46 = 0.5
+    assert out.loc[(1, "fp8", "sglang"), "speed_vs_bf16_ratio"] == pytest.approx(0.5)
+    # len 6144/len 1: measured 300/163.46, published 296.25/81.73 -> 300*81.73/(163.46*296.25)
+    assert out.loc[(6144, "bf16", "sglang"), "speed_vs_len1_ratio"] == pytest.approx(
+        0.5063291, rel=1e-6
+    )
+    assert math.isnan(out.loc[(1, "gptq-int4", "transformers"), "speed_tok_s_ratio"])
