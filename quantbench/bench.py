@@ -54,29 +54,60 @@ def run_single(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[lis
         engine.generate(make_prompt_ids(tokenizer, min(lengths), seed=10_000 + i), min(8, out_len))
     rows, raw = [], []
     cells = [(n, r) for n in lengths for r in range(cfg["repeats"])]
-    for input_len, rep in tqdm(cells, desc="single", unit="req", disable=not progress,
-                                file=sys.__stderr__, mininterval=1.0):
-        base = {"scenario": "single", "input_len": input_len, "output_len": out_len,
-                "repeat": rep, "batch_size": 1}
+    for input_len, rep in tqdm(
+        cells, desc="single", unit="req", disable=not progress, file=sys.__stderr__, mininterval=1.0
+    ):
+        base = {
+            "scenario": "single",
+            "input_len": input_len,
+            "output_len": out_len,
+            "repeat": rep,
+            "batch_size": 1,
+        }
         if max_pos and input_len + out_len > max_pos:
-            rows.append({**base, "status": UNSUPPORTED,
-                         "reason": f"{input_len}+{out_len} tokens exceed the model's "
-                                   f"max_position_embeddings {max_pos}"})
+            rows.append(
+                {
+                    **base,
+                    "status": UNSUPPORTED,
+                    "reason": f"{input_len}+{out_len} tokens exceed the model's "
+                    f"max_position_embeddings {max_pos}",
+                }
+            )
             continue
         try:
             prompt = make_prompt_ids(tokenizer, input_len, seed=cfg.get("seed", 0) + rep)
             record, mem = engine.generate(prompt, out_len)
         except Exception as err:  # noqa: BLE001 - any failure is this cell's result
             reason = "OOM: " if _is_oom(err) else ""
-            rows.append({**base, "status": FAILED,
-                         "reason": reason + f"{type(err).__name__}: {err}"[:500],
-                         "traceback": traceback.format_exc(limit=5)})
+            rows.append(
+                {
+                    **base,
+                    "status": FAILED,
+                    "reason": reason + f"{type(err).__name__}: {err}"[:500],
+                    "traceback": traceback.format_exc(limit=5),
+                }
+            )
             if _is_oom(err):
                 engine.memory.release()
             continue
         rows.append({**base, **record_row(record, out_len), **mem})
         raw.append({**base, "send_time": record.send_time, "token_times": record.token_times})
     return rows, raw
+
+
+def failed_rows(cfg: dict, reason: str) -> list[dict]:
+    """One failed row per planned input length, so the tables show each cell as failed."""
+    return [
+        {
+            "scenario": "single",
+            "input_len": n,
+            "output_len": cfg["output_len"],
+            "batch_size": 1,
+            "status": FAILED,
+            "reason": reason,
+        }
+        for n in sorted(cfg["input_lengths"])
+    ]
 
 
 def summarize_rows(rows: list[dict]) -> list[dict]:

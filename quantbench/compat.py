@@ -47,6 +47,7 @@ def resolve_kernel(fmt: str, engine: str, kernel: str | None) -> str:
         return offered[0]
     if kernel not in offered:
         raise ValueError(
-            f"engine {engine!r} has no kernel {kernel!r} for format {fmt!r}; choose one of {offered}"
+            f"engine {engine!r} has no kernel {kernel!r} for format {fmt!r}; "
+            f"choose one of {offered}"
         )
     return kernel

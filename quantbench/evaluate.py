@@ -35,9 +35,16 @@ def tidy_scores(results: dict) -> list[dict]:
                 continue
             metric, filt = key.split(",", 1)
             stderr = metrics.get(f"{metric}_stderr,{filt}")
-            rows.append({"task": task, "metric": metric, "filter": filt,
-                         "value": _finite(value), "stderr": _finite(stderr),
-                         "n": results.get("n-samples", {}).get(task, {}).get("effective")})
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "filter": filt,
+                    "value": _finite(value),
+                    "stderr": _finite(stderr),
+                    "n": results.get("n-samples", {}).get(task, {}).get("effective"),
+                }
+            )
     return rows
 
 
@@ -74,10 +81,21 @@ def run_lm_eval(checkpoint: str, engine_settings: dict, cfg: dict, samples_path:
     with open(samples_path, "w") as fh:
         for task, samples in results.get("samples", {}).items():
             for s in samples:
-                fh.write(json.dumps({"task": task, "doc_id": s.get("doc_id"),
-                                     "target": s.get("target"),
-                                     "filtered_resps": s.get("filtered_resps"),
-                                     **{k: s[k] for k in ("acc", "exact_match") if k in s}},
-                                    default=str) + "\n")
-    return {"scores": tidy_scores(results), "lm_eval_version": lm_eval.__version__,
-            "model_args": model_args}
+                fh.write(
+                    json.dumps(
+                        {
+                            "task": task,
+                            "doc_id": s.get("doc_id"),
+                            "target": s.get("target"),
+                            "filtered_resps": s.get("filtered_resps"),
+                            **{k: s[k] for k in ("acc", "exact_match") if k in s},
+                        },
+                        default=str,
+                    )
+                    + "\n"
+                )
+    return {
+        "scores": tidy_scores(results),
+        "lm_eval_version": lm_eval.__version__,
+        "model_args": model_args,
+    }

@@ -46,16 +46,33 @@ def quantize_job(smk, method_cls) -> None:
         model = read_json(smk.input.model)
         spec = dict(smk.params.spec)
         out = Path(smk.output[0])
-        prov = provenance(model=smk.wildcards.model, quantization=smk.wildcards.quant,
-                          engine=None, settings={"quantization": spec,
-                                                 "calibration": dict(smk.params.calibration)})
+        prov = provenance(
+            model=smk.wildcards.model,
+            quantization=smk.wildcards.quant,
+            engine=None,
+            settings={"quantization": spec, "calibration": dict(smk.params.calibration)},
+        )
         params = {k: v for k, v in spec.items() if k not in ("method", "kernel", "reference_quant")}
         try:
-            run_quantization(method_cls(params), model, out.parent, dict(smk.params.calibration),
-                             prov, fmt=smk.params.format)
+            run_quantization(
+                method_cls(params),
+                model,
+                out.parent,
+                dict(smk.params.calibration),
+                prov,
+                fmt=smk.params.format,
+            )
         except Exception as err:  # noqa: BLE001
-            write_json(out, {"method": spec["method"], "format": smk.params.format,
-                             "model": model, "provenance": prov, **_failure(err)})
+            write_json(
+                out,
+                {
+                    "method": spec["method"],
+                    "format": smk.params.format,
+                    "model": model,
+                    "provenance": prov,
+                    **_failure(err),
+                },
+            )
 
 
 def serve_job(smk) -> None:
@@ -73,8 +90,12 @@ def serve_job(smk) -> None:
             spec.update(engine.launch_spec(quant["path"], quant["model"]["has_weights"]))
             spec["kernel"] = resolve_kernel(quant["format"], engine_name, smk.params.kernel)
         spec["provenance"] = provenance(
-            model=smk.wildcards.model, quantization=smk.wildcards.quant, engine=engine_name,
-            engine_version=engine.version(), settings=dict(smk.params.settings))
+            model=smk.wildcards.model,
+            quantization=smk.wildcards.quant,
+            engine=engine_name,
+            engine_version=engine.version(),
+            settings=dict(smk.params.settings),
+        )
         write_json(smk.output[0], spec)
 
 
@@ -86,7 +107,7 @@ def benchmark_job(smk) -> None:
     """Load the model once, run every scenario in sequence, one result file per scenario."""
     from transformers import AutoTokenizer
 
-    from quantbench.bench import run_single, summarize_rows
+    from quantbench.bench import failed_rows, run_single, summarize_rows
     from quantbench.engines import get_engine
 
     with logged(smk.log[0]):
@@ -94,34 +115,51 @@ def benchmark_job(smk) -> None:
         scenarios = dict(smk.params.scenarios)
         engine_name = smk.wildcards.engine
         engine = get_engine(engine_name)(dict(smk.params.settings))
-        prov = provenance(model=smk.wildcards.model, quantization=smk.wildcards.quant,
-                          engine=engine_name, engine_version=engine.version(),
-                          device=getattr(engine, "device", None),
-                          settings={"engine": dict(smk.params.settings), "scenarios": scenarios,
-                                    "launch": {k: v for k, v in launch.items() if k != "provenance"}})
+        prov = provenance(
+            model=smk.wildcards.model,
+            quantization=smk.wildcards.quant,
+            engine=engine_name,
+            engine_version=engine.version(),
+            device=getattr(engine, "device", None),
+            settings={
+                "engine": dict(smk.params.settings),
+                "scenarios": scenarios,
+                "launch": {k: v for k, v in launch.items() if k != "provenance"},
+            },
+        )
         outputs = dict(zip(scenarios, smk.output))
-        if launch["status"] != OK:
+
+        def fail_all(reason: str) -> None:
             for name, path in outputs.items():
-                write_json(path, _scenario_doc(name, FAILED, [], prov,
-                                               reason=f"upstream: {launch['reason']}"))
-            return
+                rows = failed_rows(scenarios[name], reason)
+                write_json(path, _scenario_doc(name, FAILED, rows, prov, reason=reason))
+
+        if launch["status"] != OK:
+            return fail_all(f"upstream: {launch['reason']}")
         try:
             load_s = engine.load(launch["checkpoint"], launch["weights"] == "checkpoint")
             tokenizer = AutoTokenizer.from_pretrained(launch["checkpoint"])
         except Exception as err:  # noqa: BLE001 - an unloadable cell fails all its scenarios
-            fail = _failure(err)
-            for name, path in outputs.items():
-                write_json(path, _scenario_doc(name, FAILED, [], prov, reason=fail["reason"]))
-            return
+            return fail_all(_failure(err)["reason"])
         for name, path in outputs.items():
             try:
                 rows, raw = run_single(engine, tokenizer, scenarios[name])
                 statuses = {r["status"] for r in rows}
                 status = OK if statuses == {OK} else (FAILED if OK not in statuses else "partial")
-                doc = _scenario_doc(name, status, rows, prov, summary=summarize_rows(rows),
-                                    load_s=load_s, records=raw)
+                doc = _scenario_doc(
+                    name,
+                    status,
+                    rows,
+                    prov,
+                    summary=summarize_rows(rows),
+                    load_s=load_s,
+                    records=raw,
+                )
             except Exception as err:  # noqa: BLE001
-                doc = _scenario_doc(name, FAILED, [], prov, **_failure(err))
+                reason = _failure(err)["reason"]
+                doc = _scenario_doc(
+                    name, FAILED, failed_rows(scenarios[name], reason), prov, reason=reason
+                )
             write_json(path, doc)
         engine.close()
 
@@ -132,8 +170,12 @@ def evaluate_job(smk) -> None:
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
         cfg = dict(smk.params.evaluation)
-        prov = provenance(model=smk.wildcards.model, quantization=smk.wildcards.quant,
-                          engine=smk.wildcards.engine, settings={"evaluation": cfg})
+        prov = provenance(
+            model=smk.wildcards.model,
+            quantization=smk.wildcards.quant,
+            engine=smk.wildcards.engine,
+            settings={"evaluation": cfg},
+        )
         doc = {"provenance": prov}
         if launch["status"] != OK:
             doc.update(status=FAILED, reason=f"upstream: {launch['reason']}")
@@ -141,8 +183,15 @@ def evaluate_job(smk) -> None:
             doc.update(status=NOT_APPLICABLE, reason="random weights (dummy model): no quality")
         else:
             try:
-                doc.update(status=OK, **run_lm_eval(launch["checkpoint"], dict(smk.params.settings),
-                                                    cfg, Path(smk.output.samples)))
+                doc.update(
+                    status=OK,
+                    **run_lm_eval(
+                        launch["checkpoint"],
+                        dict(smk.params.settings),
+                        cfg,
+                        Path(smk.output.samples),
+                    ),
+                )
             except Exception as err:  # noqa: BLE001
                 doc.update(_failure(err))
         if not Path(smk.output.samples).exists():

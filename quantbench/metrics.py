@@ -116,10 +116,12 @@ def compute_metrics(
     latency.update(summarize([r.e2e for r in ok], "e2el"))
     goodput = None
     if slo_ms:
-        values = {"ttft": lambda r: r.ttft, "tpot": lambda r: r.tpot or 0.0, "e2el": lambda r: r.e2e}
-        good = [
-            r for r in ok if all(values[k](r) * 1000.0 <= limit for k, limit in slo_ms.items())
-        ]
+        values = {
+            "ttft": lambda r: r.ttft,
+            "tpot": lambda r: r.tpot or 0.0,
+            "e2el": lambda r: r.e2e,
+        }
+        good = [r for r in ok if all(values[k](r) * 1000.0 <= limit for k, limit in slo_ms.items())]
         goodput = len(good) * per
     delays = [r.dispatch_delay for r in records]
     return BenchmarkMetrics(

@@ -139,7 +139,8 @@ def fetch_hf(spec: dict) -> dict:
         path = snapshot_download(ident, revision=spec.get("revision"))
     except (LocalEntryNotFoundError, OSError) as err:
         raise ModelSourceError(
-            f"could not download {ident!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            f"could not download {ident!r} from the Hugging Face Hub "
+            f"({type(err).__name__}: {err}). "
             "The Hub is unreachable from this machine: download the model where it is reachable "
             "(`huggingface-cli download` fills the cache) and set HF_HUB_OFFLINE=1, or give a "
             "local directory as the model's `id`."
@@ -155,7 +156,9 @@ def materialize(name: str, spec: dict, out_dir: Path) -> dict:
     source = spec["source"]
     vocab = spec.get("vocab_size", 4096)
     if source == "tiny":
-        facts = make_tiny(weights, seed=spec.get("seed", 0), vocab_size=vocab, arch=spec.get("arch"))
+        facts = make_tiny(
+            weights, seed=spec.get("seed", 0), vocab_size=vocab, arch=spec.get("arch")
+        )
     elif source == "dummy":
         facts = make_dummy(weights, arch_name=spec["arch"], vocab_size=vocab)
     elif source == "hf":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from pathlib import Path
 
 from quantbench.compat import is_compatible, kernels
 from quantbench.io import REPO_ROOT
@@ -117,7 +116,8 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
         if cell not in cells:
             cells.append(cell)
     if not cells:
-        raise ConfigError("the config plans no cell: check sweep and cells" +
-                          (f" ({'; '.join(skipped)})" if skipped else ""))
+        raise ConfigError(
+            "the config plans no cell: check sweep and cells"
+            + (f" ({'; '.join(skipped)})" if skipped else "")
+        )
     return cells, skipped
-

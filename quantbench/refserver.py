@@ -63,8 +63,23 @@ def _sse(obj: dict | str) -> bytes:
 class _Stream:
     """One streaming response: a chain of ``call_at`` callbacks at absolute deadlines."""
 
-    __slots__ = ("chunk", "deadlines", "extra", "handle", "i", "lags", "last", "n", "proto",
-                 "rid", "state", "t_first_byte", "t_recv", "tail", "times")
+    __slots__ = (
+        "chunk",
+        "deadlines",
+        "extra",
+        "handle",
+        "i",
+        "lags",
+        "last",
+        "n",
+        "proto",
+        "rid",
+        "state",
+        "t_first_byte",
+        "t_recv",
+        "tail",
+        "times",
+    )
 
     def __init__(self, proto, rid, t_first_byte, t_recv, n, ttft, itl, chunk, last, tail, extra):
         self.proto, self.rid, self.n, self.i = proto, rid, n, 0
@@ -105,12 +120,18 @@ class _Stream:
     def truth(self, t_end: float) -> dict:
         lags = self.lags or [0.0]
         return {
-            "id": self.rid, "pid": os.getpid(), "state": self.state,
-            "first_byte_time": self.t_first_byte, "recv_time": self.t_recv,
-            "chunk_times": self.times, "end_time": t_end,
-            "max_lag_ms": max(lags) * 1e3, "mean_lag_ms": sum(lags) / len(lags) * 1e3,
+            "id": self.rid,
+            "pid": os.getpid(),
+            "state": self.state,
+            "first_byte_time": self.t_first_byte,
+            "recv_time": self.t_recv,
+            "chunk_times": self.times,
+            "end_time": t_end,
+            "max_lag_ms": max(lags) * 1e3,
+            "mean_lag_ms": sum(lags) / len(lags) * 1e3,
             "late_chunks": sum(lag > LATE_S for lag in lags),
-            "behind": max(lags) > LATE_S, **self.extra,
+            "behind": max(lags) > LATE_S,
+            **self.extra,
         }
 
 
@@ -164,8 +185,8 @@ class _Conn(asyncio.Protocol):
             length = int(headers.get("content-length", 0))
             if len(self.buf) < end + 4 + length:
                 return
-            body = bytes(self.buf[end + 4:end + 4 + length])
-            del self.buf[:end + 4 + length]
+            body = bytes(self.buf[end + 4 : end + 4 + length])
+            del self.buf[: end + 4 + length]
             method, path, _ = head[0].split(" ", 2)
             self.close_after = headers.get("connection", "").lower() == "close"
             first_byte, self.t_first_byte = self.t_first_byte, t
@@ -187,8 +208,13 @@ class _Conn(asyncio.Protocol):
         if path == "/health":
             return self.respond(200)
         if path == "/v1/models":
-            return self.respond(200, {"object": "list", "data": [
-                {"id": cfg.model, "object": "model", "owned_by": "quantbench"}]})
+            return self.respond(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": cfg.model, "object": "model", "owned_by": "quantbench"}],
+                },
+            )
         try:
             req = json.loads(body or b"{}")
         except ValueError:
@@ -216,10 +242,18 @@ class _Conn(asyncio.Protocol):
         ttft = req.get("ref_ttft_ms", cfg.ttft_s * 1e3) / 1e3
         itl = req.get("ref_itl_ms", cfg.itl_s * 1e3) / 1e3
         rid = headers.get("x-request-id", "")
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n,
-                 "total_tokens": prompt_tokens + n}
-        extra = {"endpoint": "chat" if chat else "completions", "prompt_tokens": prompt_tokens,
-                 "output_tokens": n, "ttft_ms": ttft * 1e3, "itl_ms": itl * 1e3}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": prompt_tokens + n,
+        }
+        extra = {
+            "endpoint": "chat" if chat else "completions",
+            "prompt_tokens": prompt_tokens,
+            "output_tokens": n,
+            "ttft_ms": ttft * 1e3,
+            "itl_ms": itl * 1e3,
+        }
         if not req.get("stream"):
             return self._respond_whole(chat, n, usage, finish, ttft + max(n - 1, 0) * itl)
         base = {"id": "cmpl-" + rid, "created": int(time.time()), "model": cfg.model}
@@ -233,6 +267,7 @@ class _Conn(asyncio.Protocol):
 
             def choice(fr):
                 return {"index": 0, "text": " a", "logprobs": None, "finish_reason": fr}
+
         tail = b""
         so = req.get("stream_options") or {}
         if so.get("include_usage"):
@@ -243,25 +278,53 @@ class _Conn(asyncio.Protocol):
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         if chat:  # like vLLM: a role-only first chunk right away, carrying no generated text
-            self.transport.write(_sse({**base, "choices": [
-                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            ]}))
+            self.transport.write(
+                _sse(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": ""},
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
+            )
         srv = self.server
         srv.active += 1
         srv.max_active = max(srv.max_active, srv.active)
         extra["active_at_recv"] = srv.active
-        self.stream = _Stream(self, rid, t_first_byte, t_recv, n, ttft, itl,
-                              _sse({**base, "choices": [choice(None)]}),
-                              _sse({**base, "choices": [choice(finish)]}), tail, extra)
+        self.stream = _Stream(
+            self,
+            rid,
+            t_first_byte,
+            t_recv,
+            n,
+            ttft,
+            itl,
+            _sse({**base, "choices": [choice(None)]}),
+            _sse({**base, "choices": [choice(finish)]}),
+            tail,
+            extra,
+        )
         self.stream.start(self.loop)
 
     def _respond_whole(self, chat, n, usage, finish, delay) -> None:
         text = " a" * n
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text},
-                   "finish_reason": finish} if chat
-                  else {"index": 0, "text": text, "finish_reason": finish})
-        obj = {"id": "cmpl-ref", "object": "chat.completion" if chat else "text_completion",
-               "model": self.cfg.model, "choices": [choice], "usage": usage}
+        choice = (
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": text, "finish_reason": finish}
+        )
+        obj = {
+            "id": "cmpl-ref",
+            "object": "chat.completion" if chat else "text_completion",
+            "model": self.cfg.model,
+            "choices": [choice],
+            "usage": usage,
+        }
         self.loop.call_later(delay, self.respond, 200, obj)
 
     def stream_done(self, s: _Stream, t_end: float) -> None:
@@ -315,8 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="refmodel")
     ap.add_argument("--ttft-ms", type=float, default=50.0)
     ap.add_argument("--itl-ms", type=float, default=10.0)
-    ap.add_argument("--eos-after", type=int, default=None,
-                    help="natural output length when ignore_eos is false")
+    ap.add_argument(
+        "--eos-after", type=int, default=None, help="natural output length when ignore_eos is false"
+    )
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--truth-log", default=None, help="JSONL, one line per finished request")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.json (default: bytes)")
@@ -368,8 +432,10 @@ def start_refserver(*args: str, ready_timeout: float = 20.0) -> Iterator[str]:
     """Run the server in a subprocess on a free loopback port; yields its base URL."""
     cmd = [sys.executable, "-m", "quantbench.refserver", "--port", "0", *args]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + ready_timeout

@@ -22,10 +22,15 @@ def load_bench(paths: list[str]) -> pd.DataFrame:
     for path in paths:
         doc = read_json(path)
         prov = doc["provenance"]
-        extra = {**_cell(prov), "engine_version": prov["engine_version"],
-                 "device_name": prov["device_name"], "file_status": doc["status"]}
-        rows = doc["rows"] or [{"scenario": doc["scenario"], "status": doc["status"],
-                                "reason": doc.get("reason")}]
+        extra = {
+            **_cell(prov),
+            "engine_version": prov["engine_version"],
+            "device_name": prov["device_name"],
+            "file_status": doc["status"],
+        }
+        rows = doc["rows"] or [
+            {"scenario": doc["scenario"], "status": doc["status"], "reason": doc.get("reason")}
+        ]
         frames.append(pd.DataFrame([{**extra, **r} for r in rows]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -43,12 +48,24 @@ def load_quant(paths: list[str]) -> pd.DataFrame:
     rows = []
     for path in paths:
         doc = read_json(path)
-        rows.append({"model": doc["model"]["name"], "quantization": doc["provenance"]["quantization"],
-                     "method": doc["method"], "format": doc["format"], "scheme": doc.get("scheme"),
-                     "weight_bits": doc.get("weight_bits"), "group_size": doc.get("group_size"),
-                     "size_mb": doc["size_bytes"] / 2**20,
-                     "compression_ratio": doc["compression_ratio"],
-                     "quantize_s": doc["quantize_seconds"]})
+        row = {
+            "model": doc["model"]["name"],
+            "quantization": doc["provenance"]["quantization"],
+            "method": doc["method"],
+            "format": doc["format"],
+            "status": doc.get("status", "ok"),
+            "reason": doc.get("reason"),
+        }
+        if row["status"] == "ok":
+            row.update(
+                scheme=doc.get("scheme"),
+                weight_bits=doc.get("weight_bits"),
+                group_size=doc.get("group_size"),
+                size_mb=doc["size_bytes"] / 2**20,
+                compression_ratio=doc["compression_ratio"],
+                quantize_s=doc["quantize_seconds"],
+            )
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -75,8 +92,19 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(out)
     if table.empty:
         return table
-    return table[["engine", "model", "input_len", "quantization", "speed_tok_s", "decode_tok_s",
-                  "memory_mb", "memory_method", "repeats"]].fillna("")
+    return table[
+        [
+            "engine",
+            "model",
+            "input_len",
+            "quantization",
+            "speed_tok_s",
+            "decode_tok_s",
+            "memory_mb",
+            "memory_method",
+            "repeats",
+        ]
+    ].fillna("")
 
 
 def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
@@ -84,8 +112,9 @@ def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
         return quality
     q = quality.copy()
     q["score"] = [
-        f"{v:.4f} ± {s:.4f}" if pd.notna(v) and pd.notna(s) else
-        (f"{v:.4f}" if pd.notna(v) else f"{st}: {r}")
+        f"{v:.4f} ± {s:.4f}"
+        if pd.notna(v) and pd.notna(s)
+        else (f"{v:.4f}" if pd.notna(v) else f"{st}: {r}")
         for v, s, st, r in zip(q["value"], q.get("stderr"), q["status"], q["reason"])
     ]
     return q[CELL_KEYS + ["task", "metric", "filter", "n", "score", "status"]].fillna("")
@@ -99,13 +128,20 @@ def plot_speed(cells: pd.DataFrame, path: Path) -> None:
 
     ok = cells[(cells["scenario"] == "single") & (cells["status"] == "ok")]
     groups = list(ok.groupby(["engine", "model"]))
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(6 * max(1, len(groups)), 4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(groups)), figsize=(6 * max(1, len(groups)), 4), squeeze=False
+    )
     for ax, ((engine, model), g) in zip(axes[0], groups):
         for quant, q in g.groupby("quantization"):
             stats = q.groupby("input_len")["speed_tok_s"].agg(["mean", "std"]).reset_index()
-            ax.errorbar(stats["input_len"], stats["mean"], yerr=stats["std"].fillna(0),
-                        marker="o", capsize=3, label=quant)
+            ax.errorbar(
+                stats["input_len"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=quant,
+            )
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel("input length (tokens)")
         ax.set_ylabel("speed (prompt + generated) / s")

@@ -1,10 +1,4 @@
-REPORT = f"{RESULTS}/report"
 
-
-def eval_inputs(wildcards):
-    if not config["evaluation"]["enabled"]:
-        return []
-    return cell_path("eval", "quality.json")
 
 
 rule aggregate:

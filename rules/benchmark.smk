@@ -7,15 +7,15 @@ rule benchmark:
         launch=f"{RESULTS}/serve/{{model}}/{{quant}}/{{engine}}/launch.json",
     output:
         [f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/{s}.json" for s in SCENARIOS],
-    params:
-        settings=engine_settings,
-        scenarios=scenario_settings,
-    threads: workflow.cores
-    resources:
-        gpu=1,
     log:
         f"{RESULTS}/logs/benchmark/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/transformers.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        settings=engine_settings,
+        scenarios=scenario_settings,
     script:
         "../scripts/benchmark.py"

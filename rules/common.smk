@@ -6,17 +6,17 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# Scripts import the package from this workflow's own tree, wherever it was copied.
+# Scripts import the package from this workflow's own tree, wherever it was copied (this
+# replaces any PYTHONPATH of the caller: jobs must not import another copy of quantbench).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
-)
+os.environ.update(PYTHONPATH=workflow.basedir)
 
 from quantbench.plan import ConfigError, QuantRule, plan_cells
 
 validate(config, schema="../config/schema/config.schema.yaml")
 
 RESULTS = "results"
+REPORT = f"{RESULTS}/report"
 SCENARIOS = ["single"]
 QUANT_RULES = {}
 
@@ -69,3 +69,9 @@ def engine_settings(wildcards):
 
 def scenario_settings(wildcards):
     return {s: config["benchmark"][s] for s in SCENARIOS}
+
+
+def eval_inputs(wildcards):
+    if not config["evaluation"]["enabled"]:
+        return []
+    return cell_path("eval", "quality.json")

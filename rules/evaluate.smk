@@ -8,15 +8,15 @@ rule evaluate:
     output:
         quality=f"{RESULTS}/eval/{{model}}/{{quant}}/{{engine}}/quality.json",
         samples=f"{RESULTS}/eval/{{model}}/{{quant}}/{{engine}}/samples.jsonl",
-    params:
-        settings=engine_settings,
-        evaluation=config["evaluation"],
-    threads: workflow.cores
-    resources:
-        gpu=1,
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/eval.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        settings=engine_settings,
+        evaluation=config["evaluation"],
     script:
         "../scripts/evaluate.py"

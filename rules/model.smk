@@ -1,11 +1,11 @@
 rule model:
     output:
         f"{RESULTS}/models/{{model}}/model.json",
-    params:
-        spec=lambda w: config["models"][w.model],
     log:
         f"{RESULTS}/logs/model/{{model}}.log",
     conda:
         "../envs/transformers.yaml"
+    params:
+        spec=lambda w: config["models"][w.model],
     script:
         "../scripts/make_model.py"

@@ -11,22 +11,24 @@ rule quantize_bf16:
         model=f"{RESULTS}/models/{{model}}/model.json",
     output:
         f"{RESULTS}/quantized/{{model}}/{{quant}}/quant.json",
+    log:
+        f"{RESULTS}/logs/quantize/{{model}}/{{quant}}.log",
     wildcard_constraints:
         quant=quants_of("bf16"),
+    conda:
+        "../envs/transformers.yaml"
     params:
         spec=quant_params,
         format="bf16",
         calibration=config["calibration"],
-    log:
-        f"{RESULTS}/logs/quantize/{{model}}/{{quant}}.log",
-    conda:
-        "../envs/transformers.yaml"
     script:
         "../scripts/quantize_bf16.py"
 
 
 register_quant_rule(
-    "llmcompressor", format="compressed-tensors", params=["scheme", "algorithm", "ignore"]
+    "llmcompressor",
+    format="compressed-tensors",
+    params=["scheme", "algorithm", "ignore"],
 )
 
 
@@ -35,15 +37,15 @@ rule quantize_llmcompressor:
         model=f"{RESULTS}/models/{{model}}/model.json",
     output:
         f"{RESULTS}/quantized/{{model}}/{{quant}}/quant.json",
+    log:
+        f"{RESULTS}/logs/quantize/{{model}}/{{quant}}.log",
     wildcard_constraints:
         quant=quants_of("llmcompressor"),
+    conda:
+        "../envs/quantize.yaml"
     params:
         spec=quant_params,
         format="compressed-tensors",
         calibration=config["calibration"],
-    log:
-        f"{RESULTS}/logs/quantize/{{model}}/{{quant}}.log",
-    conda:
-        "../envs/quantize.yaml"
     script:
         "../scripts/quantize_llmcompressor.py"

@@ -8,12 +8,12 @@ rule serve:
         quant=f"{RESULTS}/quantized/{{model}}/{{quant}}/quant.json",
     output:
         f"{RESULTS}/serve/{{model}}/{{quant}}/{{engine}}/launch.json",
-    params:
-        settings=engine_settings,
-        kernel=lambda w: config["quantizations"][w.quant].get("kernel"),
     log:
         f"{RESULTS}/logs/serve/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/transformers.yaml"
+    params:
+        settings=engine_settings,
+        kernel=lambda w: config["quantizations"][w.quant].get("kernel"),
     script:
         "../scripts/serve.py"

@@ -12,28 +12,75 @@ from quantbench.engines.launch import (
 
 
 def test_vllm_awq_marlin_single_gpu():
-    spec = vllm_launch("/models/Qwen3-8B-AWQ", "qwen3-8b-awq", {
-        "dtype": "half", "max_model_len": 2048, "gpu_memory_utilization": 0.96,
-        "tensor_parallel_size": 1, "quantization": "awq_marlin",
-    })
-    assert spec == LaunchSpec("vllm", [
-        "vllm", "serve", "/models/Qwen3-8B-AWQ", "--host", "127.0.0.1", "--port", "{port}",
-        "--served-model-name", "qwen3-8b-awq", "--dtype", "half", "--max-model-len", "2048",
-        "--gpu-memory-utilization", "0.96", "--tensor-parallel-size", "1",
-        "--quantization", "awq_marlin",
-    ], {"VLLM_USE_FLASHINFER_SAMPLER": "0"}, "{port}")
+    spec = vllm_launch(
+        "/models/Qwen3-8B-AWQ",
+        "qwen3-8b-awq",
+        {
+            "dtype": "half",
+            "max_model_len": 2048,
+            "gpu_memory_utilization": 0.96,
+            "tensor_parallel_size": 1,
+            "quantization": "awq_marlin",
+        },
+    )
+    assert spec == LaunchSpec(
+        "vllm",
+        [
+            "vllm",
+            "serve",
+            "/models/Qwen3-8B-AWQ",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--served-model-name",
+            "qwen3-8b-awq",
+            "--dtype",
+            "half",
+            "--max-model-len",
+            "2048",
+            "--gpu-memory-utilization",
+            "0.96",
+            "--tensor-parallel-size",
+            "1",
+            "--quantization",
+            "awq_marlin",
+        ],
+        {"VLLM_USE_FLASHINFER_SAMPLER": "0"},
+        "{port}",
+    )
 
 
 def test_vllm_tp8_expert_parallel_dummy_weights_and_extras():
-    spec = vllm_launch("/m/Qwen3-235B-A22B-FP8", "q235", {
-        "tensor_parallel_size": 8, "expert_parallel_size": 8, "quantization": "fp8",
-        "load_format": "dummy", "chunked_prefill": True, "tokenizer": "/m/tok",
-        "skip_tokenizer_init": False, "extra_args": ["--max-num-seqs", "1"],
-    })
+    spec = vllm_launch(
+        "/m/Qwen3-235B-A22B-FP8",
+        "q235",
+        {
+            "tensor_parallel_size": 8,
+            "expert_parallel_size": 8,
+            "quantization": "fp8",
+            "load_format": "dummy",
+            "chunked_prefill": True,
+            "tokenizer": "/m/tok",
+            "skip_tokenizer_init": False,
+            "extra_args": ["--max-num-seqs", "1"],
+        },
+    )
     assert spec.cmd[7:] == [
-        "--served-model-name", "q235", "--tensor-parallel-size", "8",
-        "--enable-expert-parallel", "--quantization", "fp8", "--load-format", "dummy",
-        "--enable-chunked-prefill", "--tokenizer", "/m/tok", "--max-num-seqs", "1",
+        "--served-model-name",
+        "q235",
+        "--tensor-parallel-size",
+        "8",
+        "--enable-expert-parallel",
+        "--quantization",
+        "fp8",
+        "--load-format",
+        "dummy",
+        "--enable-chunked-prefill",
+        "--tokenizer",
+        "/m/tok",
+        "--max-num-seqs",
+        "1",
     ]
     assert spec.cmd.count(PORT_PLACEHOLDER) == 1
 
@@ -62,45 +109,101 @@ def test_vllm_rejects_ep_size_it_cannot_express():
 def test_sglang_published_qwen3_speed_benchmark_settings():
     # Qwen3 "Speed Benchmark" (seed 002): mem_fraction_static=0.85, context_length=140000,
     # enable_mixed_chunk=True, awq_marlin for AWQ, skip_tokenizer_init=True.
-    spec = build_launch("sglang", "/models/Qwen3-8B-AWQ", "qwen3-8b-awq", {
-        "mem_fraction_static": 0.85, "context_length": 140000, "mixed_chunk": True,
-        "quantization": "awq_marlin", "skip_tokenizer_init": True, "tensor_parallel_size": 1,
-    })
+    spec = build_launch(
+        "sglang",
+        "/models/Qwen3-8B-AWQ",
+        "qwen3-8b-awq",
+        {
+            "mem_fraction_static": 0.85,
+            "context_length": 140000,
+            "mixed_chunk": True,
+            "quantization": "awq_marlin",
+            "skip_tokenizer_init": True,
+            "tensor_parallel_size": 1,
+        },
+    )
     assert spec.engine == "sglang" and spec.env == {}
     assert spec.cmd == [
-        "python", "-m", "sglang.launch_server", "--model-path", "/models/Qwen3-8B-AWQ",
-        "--host", "127.0.0.1", "--port", "{port}", "--served-model-name", "qwen3-8b-awq",
-        "--context-length", "140000", "--mem-fraction-static", "0.85", "--tp-size", "1",
-        "--quantization", "awq_marlin", "--enable-mixed-chunk", "--skip-tokenizer-init",
+        "python",
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        "/models/Qwen3-8B-AWQ",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--served-model-name",
+        "qwen3-8b-awq",
+        "--context-length",
+        "140000",
+        "--mem-fraction-static",
+        "0.85",
+        "--tp-size",
+        "1",
+        "--quantization",
+        "awq_marlin",
+        "--enable-mixed-chunk",
+        "--skip-tokenizer-init",
     ]
 
 
 def test_sglang_tp8_ep2_fp8_like_seed003():
-    spec = sglang_launch("/m/Qwen3-235B-A22B-Instruct-2507-FP8", "q235", {
-        "dtype": "bfloat16", "max_model_len": 32768, "tensor_parallel_size": 8,
-        "expert_parallel_size": 2, "load_format": "dummy", "tokenizer": "/m/tok",
-        "chunked_prefill": False, "extra_args": ["--trust-remote-code"],
-    }, python="/envs/sglang/bin/python")
+    spec = sglang_launch(
+        "/m/Qwen3-235B-A22B-Instruct-2507-FP8",
+        "q235",
+        {
+            "dtype": "bfloat16",
+            "max_model_len": 32768,
+            "tensor_parallel_size": 8,
+            "expert_parallel_size": 2,
+            "load_format": "dummy",
+            "tokenizer": "/m/tok",
+            "chunked_prefill": False,
+            "extra_args": ["--trust-remote-code"],
+        },
+        python="/envs/sglang/bin/python",
+    )
     assert spec.cmd[0] == "/envs/sglang/bin/python"
     assert spec.cmd[9:] == [
-        "--served-model-name", "q235", "--dtype", "bfloat16", "--context-length", "32768",
-        "--tp-size", "8", "--ep-size", "2", "--load-format", "dummy",
-        "--chunked-prefill-size", "-1", "--tokenizer-path", "/m/tok", "--trust-remote-code",
+        "--served-model-name",
+        "q235",
+        "--dtype",
+        "bfloat16",
+        "--context-length",
+        "32768",
+        "--tp-size",
+        "8",
+        "--ep-size",
+        "2",
+        "--load-format",
+        "dummy",
+        "--chunked-prefill-size",
+        "-1",
+        "--tokenizer-path",
+        "/m/tok",
+        "--trust-remote-code",
     ]
 
 
 def test_sglang_max_model_len_must_agree_with_context_length():
-    assert "--context-length" in sglang_launch("/m", "m", {"context_length": 8, "max_model_len": 8}).cmd
+    assert (
+        "--context-length"
+        in sglang_launch("/m", "m", {"context_length": 8, "max_model_len": 8}).cmd
+    )
     with pytest.raises(ValueError, match="disagrees"):
         sglang_launch("/m", "m", {"context_length": 8, "max_model_len": 16})
 
 
-@pytest.mark.parametrize("engine, key, allowed", [
-    ("vllm", "mixed_chunk", VLLM_KEYS),
-    ("vllm", "mem_fraction_static", VLLM_KEYS),
-    ("sglang", "gpu_memory_utilization", SGLANG_KEYS),
-    ("sglang", "typo_key", SGLANG_KEYS),
-])
+@pytest.mark.parametrize(
+    "engine, key, allowed",
+    [
+        ("vllm", "mixed_chunk", VLLM_KEYS),
+        ("vllm", "mem_fraction_static", VLLM_KEYS),
+        ("sglang", "gpu_memory_utilization", SGLANG_KEYS),
+        ("sglang", "typo_key", SGLANG_KEYS),
+    ],
+)
 def test_unknown_keys_name_the_key_and_the_allowed_ones(engine, key, allowed):
     with pytest.raises(ValueError) as err:
         build_launch(engine, "/m", "m", {key: 1})
@@ -108,11 +211,14 @@ def test_unknown_keys_name_the_key_and_the_allowed_ones(engine, key, allowed):
     assert all(k in str(err.value) for k in allowed)
 
 
-@pytest.mark.parametrize("settings, match", [
-    ({"mixed_chunk": "yes"}, "mixed_chunk"),
-    ({"extra_args": "--foo bar"}, "extra_args"),
-    ({"extra_args": ["--x", 1]}, "extra_args"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"mixed_chunk": "yes"}, "mixed_chunk"),
+        ({"extra_args": "--foo bar"}, "extra_args"),
+        ({"extra_args": ["--x", 1]}, "extra_args"),
+    ],
+)
 def test_type_errors(settings, match):
     with pytest.raises(ValueError, match=match):
         sglang_launch("/m", "m", settings)

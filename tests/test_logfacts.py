@@ -21,6 +21,7 @@ def span(fact: dict) -> tuple:
 
 # --- real lines --------------------------------------------------------------------------------
 
+
 def test_seed000_fp8_tp8_per_worker_figures():
     f = parse_vllm_log(load("vllm_tp8_fp8_seed000.log"))
     assert span(f["kv_cache_tokens"]) == (256_800, 257_664, 8)
@@ -87,13 +88,16 @@ def test_cpu_build_one_line_from_brief():
 
 
 def test_prefixes_and_ansi_on_a_real_line():
-    line = ("(Worker_TP3_EP3 pid=8095) \x1b[0;36mINFO\x1b[0;0m 09-29 11:34:05 "
-            "\x1b[2m[gpu_worker.py:298]\x1b[0m Available KV cache memory: 11.52 GiB\r\n")
+    line = (
+        "(Worker_TP3_EP3 pid=8095) \x1b[0;36mINFO\x1b[0;0m 09-29 11:34:05 "
+        "\x1b[2m[gpu_worker.py:298]\x1b[0m Available KV cache memory: 11.52 GiB\r\n"
+    )
     assert strip_ansi(line).startswith("(Worker_TP3_EP3 pid=8095) INFO 09-29")
     assert parse_vllm_log(line)["available_kv_cache_gib"]["value"] == 11.52
 
 
 # --- source-derived lines (vLLM 0.24.0, SGLang 0.5.9 format strings) ---------------------------
+
 
 def test_vllm024_source_derived_tp2():
     f = parse_vllm_log(load("vllm024_tp2_source_derived.log"))
@@ -124,7 +128,8 @@ def test_vllm_variants():
         "INFO init engine (profile, create kv cache, warmup model) took 136.57 seconds\n"
         "INFO Explicitly set (4.0/62.73) GiB for KV cache on node 0.\n"
         "INFO GPU KV cache size: 49,152 tokens, Maximum concurrency for 4,096 tokens per "
-        "request: 12.00x\n")
+        "request: 12.00x\n"
+    )
     assert f["engine_init_s"]["value"] == 136.57
     assert "torch_compile_s" not in f
     assert f["available_kv_cache_gib"]["value"] == 4.0
@@ -132,8 +137,9 @@ def test_vllm_variants():
     assert f["kv_cache_tokens"]["value"] == 49_152
     assert (f["max_concurrency"]["value"], f["max_concurrency"]["tokens_per_request"]) == (12, 4096)
     # Compilation time is taken from the init line only when monitor.py printed nothing.
-    g = parse_vllm_log("init engine (profile, create kv cache, warmup model) took 70.62 s "
-                       "(compilation: 42.18 s)\n")
+    g = parse_vllm_log(
+        "init engine (profile, create kv cache, warmup model) took 70.62 s (compilation: 42.18 s)\n"
+    )
     assert g["torch_compile_s"]["value"] == 42.18 and "core.py" in g["torch_compile_s"]["method"]
 
 
@@ -162,7 +168,8 @@ def test_sglang_older_and_mla_formats():
         "[2025-05-01 10:00:40.000 TP0] Capture cuda graph end. Time elapsed: 35.12 s\n"
         "[2025-05-01 10:00:41.000 TP0] Capture piecewise CUDA graph end. Time elapsed: 99.00 s. "
         "mem usage=9.00 GB. avail mem=1.00 GB.\n"
-        "[2025-05-01 10:00:45.625] The server is fired up and ready to roll!\n")
+        "[2025-05-01 10:00:45.625] The server is fired up and ready to roll!\n"
+    )
     assert f["weights_gib"]["value"] == 16.03
     assert "weight_load_s" not in f  # no "elapsed=" before ~0.4.7
     assert f["kv_cache_tokens"]["value"] == 412_345
@@ -174,9 +181,12 @@ def test_sglang_older_and_mla_formats():
 
 
 def test_sglang_falls_back_to_scheduler_tokens():
-    f = parse_log("SGLang", "[2025-05-01 10:00:00] max_total_num_tokens=98765, "
-                            "max_prefill_tokens=16384, max_running_requests=256, "
-                            "context_len=32768, available_gpu_mem=5.00 GB\n")
+    f = parse_log(
+        "SGLang",
+        "[2025-05-01 10:00:00] max_total_num_tokens=98765, "
+        "max_prefill_tokens=16384, max_running_requests=256, "
+        "context_len=32768, available_gpu_mem=5.00 GB\n",
+    )
     assert f["kv_cache_tokens"]["value"] == 98_765
     assert "scheduler" in f["kv_cache_tokens"]["method"]
     assert f["max_concurrency"]["value"] == pytest.approx(98_765 / 32_768)

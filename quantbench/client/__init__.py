@@ -11,6 +11,13 @@ from quantbench.client.stream import (
 )
 
 __all__ = [
-    "StreamRecord", "arrival_offsets", "dump_records", "load_records", "make_prompt_ids",
-    "make_prompt_text", "run_load", "run_load_sync", "tokenize_via_server",
+    "StreamRecord",
+    "arrival_offsets",
+    "dump_records",
+    "load_records",
+    "make_prompt_ids",
+    "make_prompt_text",
+    "run_load",
+    "run_load_sync",
+    "tokenize_via_server",
 ]

@@ -55,19 +55,36 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     prompts = _prompts(a)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    records = asyncio.run(run_load(
-        a.base_url, a.model, prompts, a.output_len, endpoint=a.endpoint,
-        concurrency=a.concurrency, request_rate=a.request_rate, burstiness=a.burstiness,
-        seed=a.seed, warmup=a.warmup, timeout_s=a.timeout_s, ramp_s=a.ramp_s,
-        extra_body=json.loads(a.extra_body) if a.extra_body else None,
-        expected_prompt_tokens=None if a.endpoint == "chat" else a.input_len,
-        id_prefix=a.id_prefix, raw_path=a.raw_out))
+    records = asyncio.run(
+        run_load(
+            a.base_url,
+            a.model,
+            prompts,
+            a.output_len,
+            endpoint=a.endpoint,
+            concurrency=a.concurrency,
+            request_rate=a.request_rate,
+            burstiness=a.burstiness,
+            seed=a.seed,
+            warmup=a.warmup,
+            timeout_s=a.timeout_s,
+            ramp_s=a.ramp_s,
+            extra_body=json.loads(a.extra_body) if a.extra_body else None,
+            expected_prompt_tokens=None if a.endpoint == "chat" else a.input_len,
+            id_prefix=a.id_prefix,
+            raw_path=a.raw_out,
+        )
+    )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     m = compute_metrics(records, slo_ms=json.loads(a.slo_ms) if a.slo_ms else None)
-    summary = {**m.as_dict(), "client_cpu_s": cpu, "client_wall_s": wall,
-               "prompt_mismatches": sum(r.prompt_mismatch for r in records),
-               "output_mismatches": sum(r.output_mismatch for r in records),
-               "errors": sorted({r.error for r in records if r.error})[:5]}
+    summary = {
+        **m.as_dict(),
+        "client_cpu_s": cpu,
+        "client_wall_s": wall,
+        "prompt_mismatches": sum(r.prompt_mismatch for r in records),
+        "output_mismatches": sum(r.output_mismatch for r in records),
+        "errors": sorted({r.error for r in records if r.error})[:5],
+    }
     if a.summary_out:
         with open(a.summary_out, "w") as f:
             json.dump(summary, f, indent=1)

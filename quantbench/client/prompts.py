@@ -69,13 +69,17 @@ def make_prompt_text(tokenizer, n_tokens: int, seed: int = 0) -> str:
     return text
 
 
-def tokenize_via_server(base_url: str, model: str, text: str,
-                        timeout: float = 10.0) -> list[int] | None:
+def tokenize_via_server(
+    base_url: str, model: str, text: str, timeout: float = 10.0
+) -> list[int] | None:
     """Token ids from the server's own tokenizer (vLLM ``POST /tokenize``); None if absent."""
     base = base_url.rstrip("/").removesuffix("/v1")
     req = urllib.request.Request(
-        base + "/tokenize", data=json.dumps({"model": model, "prompt": text}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+        base + "/tokenize",
+        data=json.dumps({"model": model, "prompt": text}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return list(json.loads(resp.read())["tokens"])
@@ -83,8 +87,9 @@ def tokenize_via_server(base_url: str, model: str, text: str,
         return None
 
 
-def count_prompt_tokens(text: str, *, base_url: str | None = None, model: str = "",
-                        tokenizer=None) -> int:
+def count_prompt_tokens(
+    text: str, *, base_url: str | None = None, model: str = "", tokenizer=None
+) -> int:
     """Prompt length as the server counts it, else as the local tokenizer does."""
     if base_url is not None:
         ids = tokenize_via_server(base_url, model, text)

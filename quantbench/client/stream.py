@@ -4,9 +4,9 @@ Timing (all on ``time.perf_counter()``, CLOCK_MONOTONIC on Linux, shared with th
 
 * ``send_time``: when the request was handed to the socket. aiohttp buffers the headers and
   writes them together with the body; its ``on_request_chunk_sent`` trace fires synchronously
-  just before that write (``on_request_headers_sent`` is the fallback for bodiless requests). Connection setup and
-  client-side queueing are therefore *not* in TTFT; they are recorded separately as
-  ``connect_time`` (connection acquired) and ``dispatch_delay`` (scheduled -> sent).
+  just before that write (``on_request_headers_sent`` is the fallback for bodiless requests).
+  Connection setup and client-side queueing are therefore *not* in TTFT; they are recorded
+  separately as ``connect_time`` (connection acquired) and ``dispatch_delay`` (scheduled -> sent).
 * chunk arrival: stamped when aiohttp's protocol receives the bytes from the socket
   (``data_received``), not when our coroutine gets round to reading them -- under load the
   event loop can be milliseconds behind, which would otherwise land in TTFT/ITL.
@@ -65,13 +65,19 @@ class StreamRecord(RequestRecord):
 
     @property
     def prompt_mismatch(self) -> bool:
-        return (self.usage_seen and self.expected_prompt_tokens is not None
-                and self.prompt_tokens != self.expected_prompt_tokens)
+        return (
+            self.usage_seen
+            and self.expected_prompt_tokens is not None
+            and self.prompt_tokens != self.expected_prompt_tokens
+        )
 
     @property
     def output_mismatch(self) -> bool:
-        return (self.error is None and self.expected_output_tokens is not None
-                and self.output_tokens != self.expected_output_tokens)
+        return (
+            self.error is None
+            and self.expected_output_tokens is not None
+            and self.output_tokens != self.expected_output_tokens
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,8 +114,9 @@ class _TimedConnector(aiohttp.TCPConnector):
             self._factory = lambda: _TimedHandler(loop=self._loop)
 
 
-def arrival_offsets(n: int, request_rate: float = float("inf"), burstiness: float = 1.0,
-                    seed: int = 0) -> np.ndarray:
+def arrival_offsets(
+    n: int, request_rate: float = float("inf"), burstiness: float = 1.0, seed: int = 0
+) -> np.ndarray:
     """Send offsets (s) of n requests: gamma intervals of mean 1/rate, shape ``burstiness``.
 
     burstiness 1 is a Poisson process; < 1 burstier, > 1 more regular (vLLM's definition).
@@ -148,6 +155,7 @@ def _trace_config() -> aiohttp.TraceConfig:
     def wrap(fn):  # aiohttp awaits trace callbacks; a plain coroutine runs synchronously
         async def cb(session, ctx, params):
             fn(session, ctx, params)
+
         return cb
 
     tc.on_request_chunk_sent.append(wrap(_on_chunk_sent))
@@ -158,8 +166,14 @@ def _trace_config() -> aiohttp.TraceConfig:
 
 
 def _body(endpoint: str, model: str, prompt, output_len: int, extra: dict | None) -> bytes:
-    body: dict = {"model": model, "max_tokens": output_len, "min_tokens": output_len,
-                  "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+    body: dict = {
+        "model": model,
+        "max_tokens": output_len,
+        "min_tokens": output_len,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if endpoint == "chat":
         if not isinstance(prompt, str):
             raise ValueError("chat endpoint needs text prompts")
@@ -170,8 +184,9 @@ def _body(endpoint: str, model: str, prompt, output_len: int, extra: dict | None
     return json.dumps(body).encode()
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: bytes, rec: StreamRecord,
-               timeout_s: float) -> None:
+async def _one(
+    session: aiohttp.ClientSession, url: str, body: bytes, rec: StreamRecord, timeout_s: float
+) -> None:
     """Send one request and fill ``rec``; errors are recorded, never raised."""
     rec.send_time = 0.0
     headers = {"Content-Type": "application/json", "X-Request-Id": rec.request_id}
@@ -179,8 +194,7 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, rec: Strea
     pos = 0  # body bytes consumed so far, to match lines against the protocol's read stamps
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.post(url, data=body, headers=headers,
-                                    trace_request_ctx=rec) as resp:
+            async with session.post(url, data=body, headers=headers, trace_request_ctx=rec) as resp:
                 if not rec.send_time:
                     rec.send_time = rec.headers_sent_time or perf()
                 rec.status = resp.status
@@ -199,7 +213,7 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, rec: Strea
                     else:
                         marks = None
                     while (nl := buf.find(b"\n")) >= 0:
-                        line, buf = buf[:nl], buf[nl + 1:]
+                        line, buf = buf[:nl], buf[nl + 1 :]
                         end = pos - len(buf)  # body offset just past this line
                         if not line.startswith(b"data:"):
                             continue
@@ -285,8 +299,12 @@ async def run_load(
     limit = concurrency or max(n, 1)
     sem = asyncio.Semaphore(limit)
     if isinstance(expected_prompt_tokens, int) or expected_prompt_tokens is None:
-        exp = [expected_prompt_tokens if expected_prompt_tokens is not None
-               else (None if isinstance(p, str) else len(p)) for p in prompts]
+        exp = [
+            expected_prompt_tokens
+            if expected_prompt_tokens is not None
+            else (None if isinstance(p, str) else len(p))
+            for p in prompts
+        ]
     else:
         exp = list(expected_prompt_tokens)
     # Serialise all bodies before the clock starts: no JSON work on the send path.
@@ -296,12 +314,17 @@ async def run_load(
         first = min(n, limit)
         offsets[:first] = np.maximum(offsets[:first], np.arange(first) * ramp_s / first)
 
-    connector = _TimedConnector(limit=limit, limit_per_host=limit, force_close=False,
-                                enable_cleanup_closed=False)
+    connector = _TimedConnector(
+        limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=False
+    )
     # read_bufsize: long SSE events must not stall at aiohttp's 256 KiB default buffer.
-    async with aiohttp.ClientSession(connector=connector, trace_configs=[_trace_config()],
-                                     timeout=aiohttp.ClientTimeout(total=None),
-                                     read_bufsize=1 << 22, auto_decompress=False) as session:
+    async with aiohttp.ClientSession(
+        connector=connector,
+        trace_configs=[_trace_config()],
+        timeout=aiohttp.ClientTimeout(total=None),
+        read_bufsize=1 << 22,
+        auto_decompress=False,
+    ) as session:
 
         async def guarded(body, rec):
             async with sem:
@@ -309,12 +332,24 @@ async def run_load(
 
         if warmup:
             wids = count()
-            await asyncio.gather(*[
-                guarded(bodies[i % n], StreamRecord(0.0, request_id=f"{id_prefix}-warmup-{next(wids)}"))
-                for i in range(warmup)
-            ])
-        records = [StreamRecord(0.0, request_id=f"{id_prefix}-{i}", expected_prompt_tokens=exp[i],
-                                expected_output_tokens=output_len) for i in range(n)]
+            await asyncio.gather(
+                *[
+                    guarded(
+                        bodies[i % n],
+                        StreamRecord(0.0, request_id=f"{id_prefix}-warmup-{next(wids)}"),
+                    )
+                    for i in range(warmup)
+                ]
+            )
+        records = [
+            StreamRecord(
+                0.0,
+                request_id=f"{id_prefix}-{i}",
+                expected_prompt_tokens=exp[i],
+                expected_output_tokens=output_len,
+            )
+            for i in range(n)
+        ]
         t0 = perf() + 0.001  # small lead so the first send is on schedule
 
         async def scheduled(i):

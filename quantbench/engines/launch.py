@@ -14,12 +14,23 @@ __all__ = ["PORT_PLACEHOLDER", "LaunchSpec", "build_launch", "sglang_launch", "v
 
 PORT_PLACEHOLDER = "{port}"
 
-_COMMON = {"dtype", "tensor_parallel_size", "expert_parallel_size", "quantization", "load_format",
-           "chunked_prefill", "skip_tokenizer_init", "tokenizer", "extra_args"}
-VLLM_KEYS = frozenset(_COMMON | {"max_model_len", "gpu_memory_utilization",
-                                 "cpu_kvcache_space_gib"})
-SGLANG_KEYS = frozenset(_COMMON | {"context_length", "max_model_len", "mem_fraction_static",
-                                   "mixed_chunk"})
+_COMMON = {
+    "dtype",
+    "tensor_parallel_size",
+    "expert_parallel_size",
+    "quantization",
+    "load_format",
+    "chunked_prefill",
+    "skip_tokenizer_init",
+    "tokenizer",
+    "extra_args",
+}
+VLLM_KEYS = frozenset(
+    _COMMON | {"max_model_len", "gpu_memory_utilization", "cpu_kvcache_space_gib"}
+)
+SGLANG_KEYS = frozenset(
+    _COMMON | {"context_length", "max_model_len", "mem_fraction_static", "mixed_chunk"}
+)
 _BOOL_KEYS = {"chunked_prefill", "skip_tokenizer_init", "mixed_chunk"}
 
 # vLLM sizes the CPU KV cache from free RSS when this is unset, which varies run to run; its old
@@ -41,8 +52,7 @@ def _check(engine: str, settings: dict, allowed: frozenset) -> dict:
         raise ValueError(f"unknown {engine} setting(s) {unknown}; allowed: {sorted(allowed)}")
     for key in _BOOL_KEYS & set(settings):
         if settings[key] is not None and not isinstance(settings[key], bool):
-            raise ValueError(f"{engine} setting {key!r} must be true/false, "
-                             f"got {settings[key]!r}")
+            raise ValueError(f"{engine} setting {key!r} must be true/false, got {settings[key]!r}")
     extra = settings.get("extra_args") or []
     if not isinstance(extra, list | tuple) or not all(isinstance(a, str) for a in extra):
         raise ValueError(f"{engine} setting 'extra_args' must be a list of strings, got {extra!r}")
@@ -54,17 +64,35 @@ def _opt(flag: str, value) -> list[str]:
     return [] if value is None else [flag, str(value)]
 
 
-def vllm_launch(model_dir: str, served_model_name: str, settings: dict, *,
-                device: str = "cuda", host: str = "127.0.0.1", exe: str = "vllm") -> LaunchSpec:
+def vllm_launch(
+    model_dir: str,
+    served_model_name: str,
+    settings: dict,
+    *,
+    device: str = "cuda",
+    host: str = "127.0.0.1",
+    exe: str = "vllm",
+) -> LaunchSpec:
     s = _check("vllm", settings, VLLM_KEYS)
     tp = s.get("tensor_parallel_size")
     ep = s.get("expert_parallel_size")
     if ep is not None and ep > 1 and ep != (tp or 1):
         # vLLM has no EP-size flag: with --enable-expert-parallel, EP = TP x DP.
-        raise ValueError(f"vllm cannot set expert_parallel_size={ep} apart from "
-                         f"tensor_parallel_size={tp}; EP size is TP x DP when enabled")
-    cmd = [exe, "serve", str(model_dir), "--host", host, "--port", PORT_PLACEHOLDER,
-           "--served-model-name", served_model_name]
+        raise ValueError(
+            f"vllm cannot set expert_parallel_size={ep} apart from "
+            f"tensor_parallel_size={tp}; EP size is TP x DP when enabled"
+        )
+    cmd = [
+        exe,
+        "serve",
+        str(model_dir),
+        "--host",
+        host,
+        "--port",
+        PORT_PLACEHOLDER,
+        "--served-model-name",
+        served_model_name,
+    ]
     cmd += _opt("--dtype", s.get("dtype"))
     cmd += _opt("--max-model-len", s.get("max_model_len"))
     cmd += _opt("--gpu-memory-utilization", s.get("gpu_memory_utilization"))
@@ -74,8 +102,9 @@ def vllm_launch(model_dir: str, served_model_name: str, settings: dict, *,
     cmd += _opt("--quantization", s.get("quantization"))
     cmd += _opt("--load-format", s.get("load_format"))
     if "chunked_prefill" in s:  # a BooleanOptionalAction in vLLM: both states are explicit
-        cmd.append("--enable-chunked-prefill" if s["chunked_prefill"]
-                   else "--no-enable-chunked-prefill")
+        cmd.append(
+            "--enable-chunked-prefill" if s["chunked_prefill"] else "--no-enable-chunked-prefill"
+        )
     cmd += _opt("--tokenizer", s.get("tokenizer"))
     if s.get("skip_tokenizer_init"):
         cmd.append("--skip-tokenizer-init")
@@ -86,23 +115,43 @@ def vllm_launch(model_dir: str, served_model_name: str, settings: dict, *,
     env = {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
     if device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(
-            s.get("cpu_kvcache_space_gib", DEFAULT_CPU_KVCACHE_SPACE_GIB))
+            s.get("cpu_kvcache_space_gib", DEFAULT_CPU_KVCACHE_SPACE_GIB)
+        )
     elif "cpu_kvcache_space_gib" in s:
         raise ValueError("vllm setting 'cpu_kvcache_space_gib' applies only to device='cpu'")
     return LaunchSpec("vllm", cmd, env)
 
 
-def sglang_launch(model_dir: str, served_model_name: str, settings: dict, *,
-                  host: str = "127.0.0.1", python: str = "python") -> LaunchSpec:
+def sglang_launch(
+    model_dir: str,
+    served_model_name: str,
+    settings: dict,
+    *,
+    host: str = "127.0.0.1",
+    python: str = "python",
+) -> LaunchSpec:
     s = _check("sglang", settings, SGLANG_KEYS)
     context = s.get("context_length")
     if "max_model_len" in s:
         if context is not None and context != s["max_model_len"]:
-            raise ValueError(f"sglang: max_model_len={s['max_model_len']} disagrees with "
-                             f"context_length={context}; give one")
+            raise ValueError(
+                f"sglang: max_model_len={s['max_model_len']} disagrees with "
+                f"context_length={context}; give one"
+            )
         context = s["max_model_len"]
-    cmd = [python, "-m", "sglang.launch_server", "--model-path", str(model_dir),
-           "--host", host, "--port", PORT_PLACEHOLDER, "--served-model-name", served_model_name]
+    cmd = [
+        python,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        str(model_dir),
+        "--host",
+        host,
+        "--port",
+        PORT_PLACEHOLDER,
+        "--served-model-name",
+        served_model_name,
+    ]
     cmd += _opt("--dtype", s.get("dtype"))
     cmd += _opt("--context-length", context)
     cmd += _opt("--mem-fraction-static", s.get("mem_fraction_static"))
@@ -121,8 +170,9 @@ def sglang_launch(model_dir: str, served_model_name: str, settings: dict, *,
     return LaunchSpec("sglang", cmd, {})
 
 
-def build_launch(engine: str, model_dir: str, served_model_name: str, settings: dict,
-                 **kwargs) -> LaunchSpec:
+def build_launch(
+    engine: str, model_dir: str, served_model_name: str, settings: dict, **kwargs
+) -> LaunchSpec:
     """Dispatch on ``engine`` ("vllm" | "sglang"); kwargs go to the engine's builder."""
     builders = {"vllm": vllm_launch, "sglang": sglang_launch}
     builder = builders.get(engine.lower())

@@ -5,8 +5,11 @@ engine core and TP workers, SGLang's schedulers) share one process group that is
 whole: SIGTERM to the group, a grace period, SIGKILL to the group, then a check that no live
 process is left in it. That runs on normal exit, on any exception, on SIGINT/SIGTERM delivered
 to this (parent) process, and from ``atexit``. If the parent is SIGKILLed none of that can run;
-on Linux the kernel then sends SIGTERM to the server's leader (``PR_SET_PDEATHSIG``), which
-vLLM and SGLang answer by stopping their own workers.
+on Linux, for a single-threaded parent, the kernel then sends SIGTERM to the server's leader
+(``PR_SET_PDEATHSIG``), which vLLM and SGLang answer by stopping their own workers.
+While a server runs, this process is a child subreaper, so workers orphaned by a dying
+leader are re-parented to it and reaped here instead of lingering as zombies under a container
+init that does not reap.
 
 Processes that call ``setsid`` themselves leave the group and are out of reach; neither vLLM
 nor SGLang does.
@@ -15,6 +18,7 @@ nor SGLang does.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import signal
@@ -28,6 +32,7 @@ import urllib.request
 import warnings
 from collections import deque
 from pathlib import Path
+from typing import Self
 
 __all__ = ["ManagedServer", "ServerError", "ServerStartError", "Terminated", "free_port"]
 
@@ -35,6 +40,7 @@ PORT_PLACEHOLDER = "{port}"
 _LOG_TAIL_LINES = 40
 # No proxy: an http_proxy in the environment must not intercept health checks on localhost.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class ServerError(RuntimeError):
@@ -62,19 +68,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _group_alive(pgid: int) -> list[int]:
-    """Pids of live (non-zombie) processes in process group ``pgid``.
-
-    ``killpg(pgid, 0)`` also counts zombies, which stay until their parent (or init, which in a
-    container may not reap) collects them; they hold no memory or GPU, so /proc is asked."""
+def _group_members(pgid: int) -> list[tuple[int, str, int]]:
+    """(pid, state, ppid) of every process in process group ``pgid``, zombies included."""
     proc = Path("/proc")
-    if not proc.is_dir():
+    if not proc.is_dir():  # not Linux: all we can ask is whether the group exists
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return []
-        return [pgid]
-    alive = []
+        return [(pgid, "?", -1)]
+    members = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -83,10 +86,55 @@ def _group_alive(pgid: int) -> list[int]:
         except OSError:  # exited while we looked
             continue
         # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            alive.append(int(entry.name))
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            members.append((int(entry.name), fields[0], int(fields[1])))
+    return members
+
+
+def _reap_and_list_alive(pgid: int, leader: int | None = None) -> list[int]:
+    """Reap the group's zombies that are our children; return the group's live pids.
+
+    Zombies hold no memory or GPU but keep the group "existing" for ``killpg(pgid, 0)``. Orphans
+    are re-parented to init, which in a container often never reaps them; as a child subreaper
+    we adopt them instead (see ``_Subreaper``) and reap them here. The ``leader`` is left to
+    its Popen, which needs its exit status."""
+    alive = []
+    for pid, state, ppid in _group_members(pgid):
+        if state in ("Z", "X"):
+            if ppid == os.getpid() and pid != leader:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        else:
+            alive.append(pid)
     return alive
+
+
+class _Subreaper:
+    """Make this process a child subreaper (Linux >= 3.4) while any server runs, so the server's
+    orphaned workers are re-parented to us rather than to a non-reaping init."""
+
+    _PR_SET, _PR_GET = 36, 37
+    _users = 0
+    _previous = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def acquire(cls, libc) -> None:
+        with cls._lock:
+            if cls._users == 0 and libc is not None:
+                value = ctypes.c_int(0)
+                libc.prctl(cls._PR_GET, ctypes.byref(value), 0, 0, 0)
+                cls._previous = value.value
+                libc.prctl(cls._PR_SET, 1, 0, 0, 0)
+            cls._users += 1
+
+    @classmethod
+    def release(cls, libc) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and libc is not None:
+                libc.prctl(cls._PR_SET, cls._previous, 0, 0, 0)
 
 
 def _pdeathsig_preexec(parent_pid: int, libc):
@@ -94,6 +142,7 @@ def _pdeathsig_preexec(parent_pid: int, libc):
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGTERM)
+
     return preexec
 
 
@@ -105,11 +154,20 @@ class ManagedServer:
     ``ready_at``, ``stopped_at``, ``startup_s`` (spawn to first healthy answer) and ``stop_s``.
     """
 
-    def __init__(self, cmd: list[str], *, env: dict[str, str] | None = None,
-                 host: str = "127.0.0.1", port: int | None = None, health_path: str = "/health",
-                 ready_timeout_s: float = 600, log_path: str | os.PathLike,
-                 grace_s: float = 30, poll_interval_s: float = 0.5,
-                 cwd: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        health_path: str = "/health",
+        ready_timeout_s: float = 600,
+        log_path: str | os.PathLike,
+        grace_s: float = 30,
+        poll_interval_s: float = 0.5,
+        cwd: str | os.PathLike | None = None,
+    ):
         self.cmd_template = list(cmd)
         self.env = dict(env or {})
         self.host = host
@@ -131,6 +189,7 @@ class ManagedServer:
         self._t0 = 0.0
         self._old_handlers: dict[int, object] = {}
         self._stopping = False
+        self._subreaper = False
         self._lock = threading.Lock()
 
     # -- public -------------------------------------------------------------------------------
@@ -147,8 +206,13 @@ class ManagedServer:
 
     @property
     def timings(self) -> dict:
-        return {"spawned_at": self.spawned_at, "ready_at": self.ready_at,
-                "stopped_at": self.stopped_at, "startup_s": self.startup_s, "stop_s": self.stop_s}
+        return {
+            "spawned_at": self.spawned_at,
+            "ready_at": self.ready_at,
+            "stopped_at": self.stopped_at,
+            "startup_s": self.startup_s,
+            "stop_s": self.stop_s,
+        }
 
     def log_text(self) -> str:
         """What this run wrote to the log (the file is appended to across runs)."""
@@ -162,7 +226,7 @@ class ManagedServer:
     def log_tail(self, n: int = _LOG_TAIL_LINES) -> str:
         return "\n".join(deque(self.log_text().splitlines(), maxlen=n))
 
-    def __enter__(self) -> ManagedServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -185,19 +249,30 @@ class ManagedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._log_offset = self._log_file.tell()
+        # preexec_fn can deadlock if another thread holds a lock at fork time, so the
+        # parent-death signal is only armed in a single-threaded parent.
         preexec = None
-        if sys.platform.startswith("linux"):
-            preexec = _pdeathsig_preexec(os.getpid(), ctypes.CDLL(None, use_errno=True))
-        self._install_signal_handlers()
-        atexit.register(self._atexit)
+        if _LIBC is not None and threading.active_count() == 1:
+            preexec = _pdeathsig_preexec(os.getpid(), _LIBC)
         try:
+            # Armed before the spawn, so no signal can fall between spawn and cleanup.
+            self._install_signal_handlers()
+            atexit.register(self._atexit)
+            _Subreaper.acquire(_LIBC)
+            self._subreaper = True
             self._t0 = time.monotonic()
             self.spawned_at = time.time()
             try:
                 self.proc = subprocess.Popen(
-                    self.cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                    stderr=subprocess.STDOUT, env={**os.environ, **self.env}, cwd=self.cwd,
-                    start_new_session=True, preexec_fn=preexec)
+                    self.cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log_file,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **self.env},
+                    cwd=self.cwd,
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                )  # noqa: PLW1509
             except OSError as err:
                 raise ServerStartError(f"cannot start {self.cmd[0]!r}: {err}") from err
             self.pgid = self.proc.pid  # a session leader leads its own process group
@@ -240,13 +315,15 @@ class ManagedServer:
                 raise ServerStartError(
                     f"server exited with code {code} before {url} answered 200\n"
                     f"command: {' '.join(self.cmd)}\n"
-                    f"--- last {_LOG_TAIL_LINES} lines of {self.log_path} ---\n{self.log_tail()}")
+                    f"--- last {_LOG_TAIL_LINES} lines of {self.log_path} ---\n{self.log_tail()}"
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ServerStartError(
                     f"server not ready: {url} gave no 200 within {self.ready_timeout_s:g} s\n"
                     f"command: {' '.join(self.cmd)}\n"
-                    f"--- last {_LOG_TAIL_LINES} lines of {self.log_path} ---\n{self.log_tail()}")
+                    f"--- last {_LOG_TAIL_LINES} lines of {self.log_path} ---\n{self.log_tail()}"
+                )
             try:
                 with _OPENER.open(url, timeout=max(0.1, min(5.0, remaining))) as resp:
                     if resp.status == 200:
@@ -267,14 +344,15 @@ class ManagedServer:
             deadline = time.monotonic() + wait_s
             while True:
                 self.proc.poll()  # reap the leader: it is our child, nobody else will
-                alive = _group_alive(pgid)
+                alive = _reap_and_list_alive(pgid, pgid)
                 if not alive:
+                    self.proc.wait(timeout=5)  # only a zombie can be left of it: reap it
                     return []
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.05)
         self.proc.poll()
-        return _group_alive(pgid)
+        return _reap_and_list_alive(pgid, pgid)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -294,12 +372,14 @@ class ManagedServer:
             signal.signal(sig, handler)
         self._old_handlers.clear()
         atexit.unregister(self._atexit)
+        if self._subreaper:
+            _Subreaper.release(_LIBC)
+            self._subreaper = False
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
 
     def _atexit(self) -> None:
-        try:
+        # Interpreter shutdown: nobody is left to report a failure to.
+        with contextlib.suppress(Exception):
             self.stop(_quiet=True)
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-            pass

@@ -5,7 +5,6 @@ sync that `.cpu()` implies)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from quantbench.engines import register_engine
 from quantbench.memory import PeakMemory

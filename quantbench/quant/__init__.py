@@ -26,12 +26,14 @@ def register_quant_method(name: str):
 
 def get_quant_method(name: str) -> type[QuantMethod]:
     # Importing the modules registers the built-in methods.
-    from quantbench.quant import passthrough, llmcompressor_method  # noqa: F401
+    from quantbench.quant import llmcompressor_method, passthrough  # noqa: F401
 
     try:
         return QUANT_METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown quantization method {name!r}; known: {sorted(QUANT_METHODS)}")
+        raise KeyError(
+            f"unknown quantization method {name!r}; known: {sorted(QUANT_METHODS)}"
+        ) from None
 
 
 class QuantMethod:
@@ -64,8 +66,14 @@ def dir_size_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def run_quantization(method: QuantMethod, model_manifest: dict, out_dir: Path,
-                     calibration: dict, provenance: dict, fmt: str) -> dict:
+def run_quantization(
+    method: QuantMethod,
+    model_manifest: dict,
+    out_dir: Path,
+    calibration: dict,
+    provenance: dict,
+    fmt: str,
+) -> dict:
     """Quantize into a temporary directory and rename it into place, so a failed or interrupted
     run never leaves a checkpoint that looks finished; then write the manifest."""
     src = Path(model_manifest["path"])

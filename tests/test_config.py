@@ -1,0 +1,138 @@
+"""Bad configs fail at parse time with a message naming the key and what is allowed."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from quantbench.plan import Cell, ConfigError, QuantRule, plan_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
+RULES = {
+    "bf16": QuantRule("bf16", "bf16"),
+    "llmcompressor": QuantRule(
+        "llmcompressor", "compressed-tensors", frozenset({"scheme", "algorithm", "ignore"})
+    ),
+    "autoawq": QuantRule("autoawq", "awq"),
+}
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def schema_error(cfg) -> str:
+    with pytest.raises(WorkflowError) as err:
+        validate(copy.deepcopy(cfg), schema=SCHEMA)
+    return str(err.value)
+
+
+def test_default_config_is_valid_and_plans_every_cell(config):
+    validate(config, schema=SCHEMA)
+    cells, skipped = plan_cells(config, RULES)
+    assert len(cells) == len(config["models"]) * len(config["quantizations"])
+    assert Cell("tiny-qwen3", "bf16", "transformers") in cells
+    assert skipped == []
+
+
+def test_schema_fills_defaults(config):
+    del config["benchmark"]
+    validate(config, schema=SCHEMA)
+    assert config["benchmark"]["single"]["output_len"] == 2048
+    assert config["benchmark"]["single"]["input_lengths"][-1] == 129024
+
+
+def test_unknown_top_level_key_is_named(config):
+    config["modles"] = {}
+    assert "'modles' was unexpected" in schema_error(config)
+
+
+def test_bad_enum_names_allowed_values(config):
+    config["models"]["tiny-qwen3"]["source"] = "tiyn"
+    msg = schema_error(config)
+    assert "'tiyn' is not one of ['tiny', 'hf', 'dummy']" in msg
+
+
+def test_hf_model_needs_an_id(config):
+    config["models"]["x"] = {"source": "hf"}
+    assert "'id' is a required property" in schema_error(config)
+
+
+def test_unknown_quant_method_suggests_the_close_one(config):
+    config["quantizations"]["bf16"]["method"] = "llmcompresor"
+    validate(config, schema=SCHEMA)
+    with pytest.raises(
+        ConfigError,
+        match=r"quantizations\.bf16\.method.*'llmcompresor'.*"
+        r"did you mean 'llmcompressor'",
+    ):
+        plan_cells(config, RULES)
+
+
+def test_unknown_method_parameter(config):
+    config["quantizations"]["fp8-dynamic"]["groupsize"] = 64
+    validate(config, schema=SCHEMA)
+    with pytest.raises(ConfigError, match=r"quantizations\.fp8-dynamic: key.*'groupsize'"):
+        plan_cells(config, RULES)
+
+
+def test_sweep_names_must_exist(config):
+    config["sweep"]["quantizations"] = ["bf16", "fp8"]
+    validate(config, schema=SCHEMA)
+    with pytest.raises(ConfigError, match=r"sweep\.quantizations: unknown name 'fp8'.*allowed"):
+        plan_cells(config, RULES)
+
+
+def test_incompatible_cells_are_skipped_in_a_sweep_but_fail_when_explicit(config):
+    config["quantizations"]["awq-gemm"] = {"method": "autoawq", "kernel": "awq_marlin"}
+    validate(config, schema=SCHEMA)
+    cells, skipped = plan_cells(config, RULES)
+    assert all(c.quant != "awq-gemm" for c in cells)
+    assert any("awq_marlin" in why for why in skipped)
+    config["cells"] = [
+        {"model": "tiny-qwen3", "quantization": "awq-gemm", "engine": "transformers"}
+    ]
+    with pytest.raises(ConfigError, match=r"cells\[0\].*no kernel 'awq_marlin'.*\['awq'\]"):
+        plan_cells(config, RULES)
+
+
+def test_unknown_eval_task(config):
+    config["evaluation"]["tasks"] = ["qb_mcq"]
+    validate(config, schema=SCHEMA)
+    with pytest.raises(ConfigError, match=r"evaluation\.tasks.*'qb_mcq'.*qb_mc"):
+        plan_cells(config, RULES)
+
+
+def test_snakemake_rejects_a_typo_before_any_job(tmp_path, config):
+    config["quantizations"]["bf16"]["method"] = "bf61"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-c1",
+            "--configfile",
+            str(bad),
+            "-d",
+            str(tmp_path / "work"),
+            "-s",
+            str(ROOT / "Snakefile"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "quantizations.bf16.method: unknown name 'bf61'" in out
+    assert not (tmp_path / "work" / "results").exists()

@@ -1,0 +1,119 @@
+"""The real workflow, end to end, on the tiny model in a temporary copy of the repository."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "data", "report", "quantbench", "envs"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / part)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-c2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg["benchmark"]["single"].update(input_lengths=[1, 64, 5000], output_len=16, repeats=2)
+    # GPTQ needs more calibration text than the corpus holds: this cell must fail, be
+    # recorded as failed, and leave the rest of the sweep alone.
+    cfg["calibration"].update(num_samples=4000, seq_len=2048)
+    cfg["evaluation"]["limit"] = 6
+    (work / "test.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(work, "--configfile", "test.yaml")
+    snakemake(work, "--configfile", "test.yaml", "--report", "report.html")
+    return work
+
+
+def test_report_has_every_cell(run):
+    speed = pd.read_csv(run / "results/report/speed.csv")
+    assert set(speed["quantization"]) == {"bf16", "fp8-dynamic", "w4a16-gptq"}
+    assert set(speed["input_len"]) == {1, 64, 5000}
+    ok = speed[speed["quantization"].isin(["bf16", "fp8-dynamic"]) & (speed["input_len"] < 5000)]
+    speeds = ok["speed_tok_s"].str.split(" ± ").str[0].astype(float)
+    assert (speeds > 0).all() and (speeds < 1e6).all()
+    assert (ok["memory_mb"].astype(float) > 10).all()
+    assert set(ok["memory_method"]) <= {"process_peak_rss", "process_peak_rss_lifetime"}
+    # 5000 + 16 tokens exceed the tiny model's 4096 positions: unsupported, not an error.
+    long = speed[(speed["input_len"] == 5000) & (speed["quantization"] != "w4a16-gptq")]
+    assert long["speed_tok_s"].str.startswith("unsupported").all()
+
+
+def test_failed_quantization_is_recorded_and_the_sweep_goes_on(run):
+    quant = json.loads((run / "results/quantized/tiny-qwen3/w4a16-gptq/quant.json").read_text())
+    assert quant["status"] == "failed" and "calibration text" in quant["reason"]
+    speed = pd.read_csv(run / "results/report/speed.csv")
+    failed = speed[speed["quantization"] == "w4a16-gptq"]
+    assert failed["speed_tok_s"].str.startswith("failed").all()
+    quality = pd.read_csv(run / "results/report/quality.csv")
+    assert (quality[quality["quantization"] == "w4a16-gptq"]["status"] == "failed").all()
+
+
+def test_every_request_generated_exactly_n_tokens(run):
+    cells = pd.read_csv(run / "results/report/cells.csv")
+    ok = cells[cells["status"] == "ok"]
+    assert len(ok) == 2 * 2 * 2  # 2 quantizations x 2 lengths x 2 repeats
+    assert (ok["output_tokens"] == 16).all()
+    assert (ok["prompt_tokens"] == ok["input_len"]).all()
+    # speed = (prompt + generated) / time; decode speed = generated / time
+    expected = (ok["prompt_tokens"] + 16) / ok["e2e_s"]
+    assert list(ok["speed_tok_s"]) == pytest.approx(list(expected))
+    assert list(ok["decode_speed_tok_s"]) == pytest.approx(list(16 / ok["e2e_s"]))
+    assert (ok["ttft_ms"] > 0).all() and (ok["ttft_ms"] < ok["e2e_s"] * 1000).all()
+
+
+def test_quality_scores_from_lm_eval(run):
+    quality = pd.read_csv(run / "results/report/quality.csv")
+    good = quality[quality["status"] == "ok"]
+    assert set(good["task"]) == {"qb_mc", "qb_gen"}
+    assert (good["n"] == 6).all()
+    values = good["score"].str.split(" ± ").str[0].astype(float)
+    assert values.between(0, 1).all()
+    samples = (run / "results/eval/tiny-qwen3/bf16/transformers/samples.jsonl").read_text()
+    assert len(samples.splitlines()) == 12
+
+
+def test_provenance_in_result_files(run):
+    doc = json.loads((run / "results/bench/tiny-qwen3/bf16/transformers/single.json").read_text())
+    prov = doc["provenance"]
+    assert prov["engine"] == "transformers" and prov["engine_version"].startswith("5.")
+    assert prov["torch_version"].startswith("2.13")
+    assert prov["device_name"] and prov["timestamp"]
+    assert prov["settings"]["scenarios"]["single"]["output_len"] == 16
+    assert len(doc["records"][0]["token_times"]) == 16
+
+
+def test_checkpoint_facts_and_report_files(run):
+    ck = pd.read_csv(run / "results/report/checkpoints.csv").set_index("quantization")
+    assert ck.loc["fp8-dynamic", "compression_ratio"] > 1.0
+    assert ck.loc["bf16", "compression_ratio"] == 1.0
+    assert (run / "results/report/speed_vs_input.png").stat().st_size > 10_000
+    html = (run / "report.html").read_text(errors="ignore")
+    assert "speed_vs_input.png" in html
+    assert "| tiny-qwen3 |" in (run / "results/report/speed.md").read_text()
