@@ -19,7 +19,7 @@ def _is_oom(err: BaseException) -> bool:
     return "out of memory" in str(err).lower() or type(err).__name__ == "OutOfMemoryError"
 
 
-def record_row(record: RequestRecord, output_len: int) -> dict:
+def record_row(record: RequestRecord, input_len: int, output_len: int) -> dict:
     """The per-request figures, all from one timestamped measurement."""
     m = compute_metrics([record])
     seconds = record.e2e
@@ -34,9 +34,13 @@ def record_row(record: RequestRecord, output_len: int) -> dict:
         "itl_p99_ms": m.latency["itl_p99_ms"],
         "status": OK,
     }
+    # Counts are the engine's own (server usage or generate()'s output): a mismatch voids the row.
     if record.output_tokens != output_len:
         row["status"] = FAILED
         row["reason"] = f"generated {record.output_tokens} tokens, not the {output_len} asked for"
+    elif record.prompt_tokens != input_len:
+        row["status"] = FAILED
+        row["reason"] = f"engine counted {record.prompt_tokens} prompt tokens, not {input_len}"
     return row
 
 
@@ -88,26 +92,115 @@ def run_single(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[lis
                 }
             )
             if _is_oom(err):
-                engine.memory.release()
+                engine.release()
             continue
-        rows.append({**base, **record_row(record, out_len), **mem})
+        rows.append({**base, **record_row(record, input_len, out_len), **mem})
         raw.append({**base, "send_time": record.send_time, "token_times": record.token_times})
     return rows, raw
 
 
-def failed_rows(cfg: dict, reason: str) -> list[dict]:
-    """One failed row per planned input length, so the tables show each cell as failed."""
-    return [
-        {
-            "scenario": "single",
-            "input_len": n,
+def _random_lengths(mean: int, range_ratio: float, n: int, rng) -> list[int]:
+    lo, hi = max(1, int(mean * (1 - range_ratio))), max(1, int(mean * (1 + range_ratio)))
+    return [int(x) for x in rng.integers(lo, hi + 1, size=n)]
+
+
+def run_serving(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
+    """Online serving: `num_prompts` requests at a (Poisson/gamma) request rate and/or a
+    concurrency limit; one summary row of vLLM-defined metrics, plus the raw records."""
+    from quantbench.client.prompts import make_prompt_ids
+
+    rng = np.random.default_rng(cfg["seed"])
+    lengths = _random_lengths(cfg["input_len"], cfg["range_ratio"], cfg["num_prompts"], rng)
+    bar = tqdm(lengths, desc="prompts", disable=not progress, file=sys.__stderr__)
+    prompts = [make_prompt_ids(tokenizer, n, seed=cfg["seed"] + i) for i, n in enumerate(bar)]
+    rate = cfg.get("request_rate") or float("inf")
+    records = engine.run_requests(
+        prompts,
+        cfg["output_len"],
+        request_rate=rate,
+        concurrency=cfg.get("max_concurrency"),
+        burstiness=cfg["burstiness"],
+        seed=cfg["seed"],
+        warmup=cfg["warmup"],
+    )
+    m = compute_metrics(records, slo_ms=cfg.get("slo_ms") or None)
+    wrong = sum(r.output_tokens != cfg["output_len"] for r in records if r.ok)
+    row = {
+        "scenario": "serving",
+        "request_rate": rate,
+        "max_concurrency": cfg.get("max_concurrency"),
+        "num_prompts": cfg["num_prompts"],
+        "input_len": cfg["input_len"],
+        "output_len": cfg["output_len"],
+        **m.as_dict(),
+        "status": OK,
+    }
+    if m.failed or wrong:
+        row["status"] = FAILED if m.completed == 0 else "partial"
+        row["reason"] = f"{m.failed} requests failed, {wrong} with a wrong output length"
+    return [row], [r.to_dict() for r in records]
+
+
+def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
+    """Fixed batches: B requests of `input_len` sent together. As in SGLang's one-batch report:
+    latency = last token of the batch; prefill = last first token; input throughput =
+    B x input_len / prefill; output throughput = B x output_len / (latency - prefill);
+    ITL = median gap between tokens."""
+    from quantbench.client.prompts import make_prompt_ids
+
+    rows, raw = [], []
+    for b in tqdm(cfg["batch_sizes"], desc="batch", disable=not progress, file=sys.__stderr__):
+        prompts = [
+            make_prompt_ids(tokenizer, cfg["input_len"], seed=cfg["seed"] + i) for i in range(b)
+        ]
+        base = {
+            "scenario": "batch",
+            "batch_size": b,
+            "input_len": cfg["input_len"],
             "output_len": cfg["output_len"],
-            "batch_size": 1,
-            "status": FAILED,
-            "reason": reason,
         }
-        for n in sorted(cfg["input_lengths"])
-    ]
+        records = engine.run_requests(prompts, cfg["output_len"], concurrency=b)
+        raw += [{**base, **r.to_dict()} for r in records]
+        bad = [r for r in records if not r.ok or r.output_tokens != cfg["output_len"]]
+        if bad:
+            reason = bad[0].error or f"{len(bad)} requests with a wrong output length"
+            rows.append({**base, "status": FAILED, "reason": reason})
+            continue
+        send = min(r.send_time for r in records)
+        prefill = max(r.token_times[0] for r in records) - send
+        latency = max(r.token_times[-1] for r in records) - send
+        itl = [g for r in records for g in r.itls]
+        rows.append(
+            {
+                **base,
+                "status": OK,
+                "latency_s": latency,
+                "prefill_s": prefill,
+                "input_throughput_tok_s": b * cfg["input_len"] / prefill,
+                "output_throughput_tok_s": b * cfg["output_len"] / (latency - prefill),
+                "itl_ms": float(np.median(itl)) * 1000 if itl else float("nan"),
+                **engine.measure_memory(),
+            }
+        )
+    return rows, raw
+
+
+SCENARIO_RUNNERS = {"single": run_single, "serving": run_serving, "batch": run_batch}
+
+
+def failed_rows(scenario: str, cfg: dict, status: str, reason: str) -> list[dict]:
+    """One row per planned measurement, so the tables show each cell with its status."""
+    base = {"scenario": scenario, "status": status, "reason": reason}
+    if scenario == "single":
+        return [
+            {**base, "input_len": n, "output_len": cfg["output_len"], "batch_size": 1}
+            for n in sorted(cfg["input_lengths"])
+        ]
+    if scenario == "batch":
+        return [
+            {**base, "batch_size": b, "input_len": cfg["input_len"]} for b in cfg["batch_sizes"]
+        ]
+    return [{**base, "input_len": cfg["input_len"]}]
 
 
 def summarize_rows(rows: list[dict]) -> list[dict]:

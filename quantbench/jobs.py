@@ -8,6 +8,7 @@ and exits 0: the sweep goes on and the report shows the failure.
 from __future__ import annotations
 
 import contextlib
+import time
 import traceback
 from pathlib import Path
 
@@ -76,23 +77,27 @@ def quantize_job(smk, method_cls) -> None:
 
 
 def serve_job(smk) -> None:
-    """Resolve the engine's launch spec for this cell (in-process engines load in the benchmark
-    job; server engines are started there, once for all scenarios)."""
+    """Resolve how the engine runs this cell: kernel, device, dtype, and for server engines the
+    full command line. The server itself starts in the benchmark job, once for all scenarios."""
     from quantbench.compat import resolve_kernel
     from quantbench.engines import get_engine
 
     with logged(smk.log[0]):
         quant = read_json(smk.input.quant)
-        engine_name = smk.wildcards.engine
-        engine = get_engine(engine_name)(dict(smk.params.settings))
+        w = smk.wildcards
+        engine = get_engine(w.engine)(dict(smk.params.settings))
         spec = {"status": quant.get("status", OK), "reason": quant.get("reason")}
         if spec["status"] == OK:
-            spec.update(engine.launch_spec(quant["path"], quant["model"]["has_weights"]))
-            spec["kernel"] = resolve_kernel(quant["format"], engine_name, smk.params.kernel)
+            kernel = resolve_kernel(quant["format"], w.engine, smk.params.kernel)
+            spec.update(
+                engine.launch_spec(
+                    quant["path"], quant["model"]["has_weights"], kernel, f"{w.model}-{w.quant}"
+                )
+            )
         spec["provenance"] = provenance(
-            model=smk.wildcards.model,
-            quantization=smk.wildcards.quant,
-            engine=engine_name,
+            model=w.model,
+            quantization=w.quant,
+            engine=w.engine,
             engine_version=engine.version(),
             settings=dict(smk.params.settings),
         )
@@ -103,22 +108,48 @@ def _scenario_doc(name, status, rows, prov, **extra) -> dict:
     return {"scenario": name, "status": status, "rows": rows, **extra, "provenance": prov}
 
 
+def _status(rows: list[dict]) -> str:
+    statuses = {r["status"] for r in rows}
+    return OK if statuses == {OK} else (FAILED if OK not in statuses else "partial")
+
+
+@contextlib.contextmanager
+def _engine_session(engine, launch: dict, server_log: str):
+    """Load the model in-process, or start the server; yields start-up facts."""
+    start = time.perf_counter()
+    if engine.in_process:
+        engine.load(launch["checkpoint"], launch["weights"] == "checkpoint")
+        yield {
+            "startup_s": {
+                "value": time.perf_counter() - start,
+                "unit": "s",
+                "method": "in-process model load",
+            }
+        }
+        engine.close()
+    else:
+        with engine.serve(launch, server_log):
+            yield engine.startup_facts()
+
+
 def benchmark_job(smk) -> None:
-    """Load the model once, run every scenario in sequence, one result file per scenario."""
+    """Load the model (or start the server) once, run every scenario in sequence, one result
+    file per scenario, plus the engine's start-up facts and the time spent starting vs
+    measuring."""
     from transformers import AutoTokenizer
 
-    from quantbench.bench import failed_rows, run_single, summarize_rows
+    from quantbench.bench import SCENARIO_RUNNERS, UNSUPPORTED, failed_rows, summarize_rows
     from quantbench.engines import get_engine
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
         scenarios = dict(smk.params.scenarios)
-        engine_name = smk.wildcards.engine
-        engine = get_engine(engine_name)(dict(smk.params.settings))
+        w = smk.wildcards
+        engine = get_engine(w.engine)(dict(smk.params.settings))
         prov = provenance(
-            model=smk.wildcards.model,
-            quantization=smk.wildcards.quant,
-            engine=engine_name,
+            model=w.model,
+            quantization=w.quant,
+            engine=w.engine,
             engine_version=engine.version(),
             device=getattr(engine, "device", None),
             settings={
@@ -127,41 +158,61 @@ def benchmark_job(smk) -> None:
                 "launch": {k: v for k, v in launch.items() if k != "provenance"},
             },
         )
-        outputs = dict(zip(scenarios, smk.output))
+        outputs = dict(zip(scenarios, smk.output.scenarios))
+        facts = {"provenance": prov, "status": OK}
 
-        def fail_all(reason: str) -> None:
-            for name, path in outputs.items():
-                rows = failed_rows(scenarios[name], reason)
-                write_json(path, _scenario_doc(name, FAILED, rows, prov, reason=reason))
+        def fail(names, status: str, reason: str) -> None:
+            for name in names:
+                rows = failed_rows(name, scenarios[name], status, reason)
+                write_json(outputs[name], _scenario_doc(name, status, rows, prov, reason=reason))
 
+        supported = [n for n in scenarios if n in engine.scenarios]
+        fail(
+            [n for n in scenarios if n not in supported],
+            UNSUPPORTED,
+            f"engine {w.engine!r} runs only {list(engine.scenarios)}",
+        )
         if launch["status"] != OK:
-            return fail_all(f"upstream: {launch['reason']}")
+            fail(supported, FAILED, f"upstream: {launch['reason']}")
+            facts.update(status=FAILED, reason=launch["reason"])
+            return write_json(smk.output.facts, facts)
+        start = time.perf_counter()
         try:
-            load_s = engine.load(launch["checkpoint"], launch["weights"] == "checkpoint")
-            tokenizer = AutoTokenizer.from_pretrained(launch["checkpoint"])
-        except Exception as err:  # noqa: BLE001 - an unloadable cell fails all its scenarios
-            return fail_all(_failure(err)["reason"])
-        for name, path in outputs.items():
-            try:
-                rows, raw = run_single(engine, tokenizer, scenarios[name])
-                statuses = {r["status"] for r in rows}
-                status = OK if statuses == {OK} else (FAILED if OK not in statuses else "partial")
-                doc = _scenario_doc(
-                    name,
-                    status,
-                    rows,
-                    prov,
-                    summary=summarize_rows(rows),
-                    load_s=load_s,
-                    records=raw,
-                )
-            except Exception as err:  # noqa: BLE001
-                reason = _failure(err)["reason"]
-                doc = _scenario_doc(
-                    name, FAILED, failed_rows(scenarios[name], reason), prov, reason=reason
-                )
-            write_json(path, doc)
-        engine.close()
+            with _engine_session(engine, launch, smk.log.server) as startup:
+                facts["startup"] = startup
+                measure_start = time.perf_counter()
+                tokenizer = AutoTokenizer.from_pretrained(launch["checkpoint"])
+                for name in supported:
+                    try:
+                        rows, raw = SCENARIO_RUNNERS[name](engine, tokenizer, scenarios[name])
+                        doc = _scenario_doc(
+                            name,
+                            _status(rows),
+                            rows,
+                            prov,
+                            records=raw,
+                            summary=summarize_rows(rows) if name == "single" else None,
+                        )
+                    except Exception as err:  # noqa: BLE001 - this scenario's result
+                        reason = _failure(err)["reason"]
+                        doc = _scenario_doc(
+                            name,
+                            FAILED,
+                            failed_rows(name, scenarios[name], FAILED, reason),
+                            prov,
+                            reason=reason,
+                        )
+                    write_json(outputs[name], doc)
+                facts["measure_s"] = time.perf_counter() - measure_start
+                energy = getattr(engine, "energy_since_start_j", lambda: None)()
+                if energy is not None:
+                    facts["energy_j"] = {"value": energy, "method": "NVML total energy counter"}
+        except Exception as err:  # noqa: BLE001 - no model or no server: every scenario fails
+            reason = _failure(err)["reason"]
+            fail([n for n in supported if not Path(outputs[n]).exists()], FAILED, reason)
+            facts.update(status=FAILED, reason=reason)
+        facts["session_s"] = time.perf_counter() - start
+        write_json(smk.output.facts, facts)
 
 
 def evaluate_job(smk) -> None:

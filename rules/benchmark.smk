@@ -6,9 +6,11 @@ rule benchmark:
     input:
         launch=f"{RESULTS}/serve/{{model}}/{{quant}}/{{engine}}/launch.json",
     output:
-        [f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/{s}.json" for s in SCENARIOS],
+        scenarios=[f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/{s}.json" for s in SCENARIOS],
+        facts=f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/engine.json",
     log:
-        f"{RESULTS}/logs/benchmark/{{model}}/{{quant}}/{{engine}}.log",
+        main=f"{RESULTS}/logs/benchmark/{{model}}/{{quant}}/{{engine}}.log",
+        server=f"{RESULTS}/logs/server/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/transformers.yaml"
     threads: workflow.cores

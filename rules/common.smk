@@ -17,7 +17,7 @@ validate(config, schema="../config/schema/config.schema.yaml")
 
 RESULTS = "results"
 REPORT = f"{RESULTS}/report"
-SCENARIOS = ["single"]
+SCENARIOS = config["benchmark"]["scenarios"]
 QUANT_RULES = {}
 
 

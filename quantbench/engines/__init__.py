@@ -19,7 +19,7 @@ def register_engine(name: str):
 
 
 def get_engine(name: str):
-    from quantbench.engines import transformers_engine  # noqa: F401  (registers)
+    from quantbench.engines import served, transformers_engine  # noqa: F401  (registers)
 
     try:
         return ENGINES[name]

@@ -39,6 +39,7 @@ def resolve_device(device: str) -> str:
 @register_engine("transformers")
 class TransformersEngine:
     in_process = True
+    scenarios = ("single",)  # serving and batch need a server's scheduler
 
     def __init__(self, settings: dict):
         import torch
@@ -55,7 +56,7 @@ class TransformersEngine:
 
         return transformers.__version__
 
-    def launch_spec(self, checkpoint: str, has_weights: bool) -> dict:
+    def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         return {
             "engine": "transformers",
             "in_process": True,
@@ -64,6 +65,7 @@ class TransformersEngine:
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch."),
             "attn_implementation": self.settings.get("attn_implementation", "sdpa"),
+            "kernel": kernel,
         }
 
     def load(self, checkpoint: str, has_weights: bool, seed: int = 0) -> float:
@@ -115,6 +117,10 @@ class TransformersEngine:
             finish_reason="length",
         )
         return record, self.memory.read()
+
+    def release(self) -> None:
+        """Free cached allocator blocks (after an OOM) so the next cell starts clean."""
+        self.memory.release()
 
     def close(self) -> None:
         self.model = None
