@@ -255,4 +255,5 @@ def report_job(smk) -> None:
 
     with logged(smk.log[0]):
         out = Path(smk.output.speed_md).parent
-        build_report(list(smk.input.bench), list(smk.input.quality), list(smk.input.quant), out)
+        build_report(list(smk.input.bench), list(smk.input.facts), list(smk.input.quality),
+                     list(smk.input.quant), out)

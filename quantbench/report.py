@@ -69,6 +69,19 @@ def load_quant(paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SPEED_COLUMNS = [
+    "engine",
+    "model",
+    "input_len",
+    "quantization",
+    "speed_tok_s",
+    "decode_tok_s",
+    "memory_mb",
+    "memory_method",
+    "repeats",
+]
+
+
 def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Rows model x input length x quantization per engine; speed (mean ± std over repeats) and
     peak memory. A cell with no successful repeat shows its status and reason instead."""
@@ -79,7 +92,7 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(CELL_KEYS + ["input_len"], key))
         if ok.empty:
             first = group.iloc[0]
-            row["speed_tok_s"] = f"{first['status']}: {first.get('reason', '')}"[:80]
+            row["speed_tok_s"] = _status_or(first, "")
             row["memory_mb"] = ""
         else:
             sd = ok["speed_tok_s"].std(ddof=1) if len(ok) > 1 else 0.0
@@ -89,22 +102,116 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
             row["memory_method"] = ok["mem_method"].iloc[0]
             row["repeats"] = len(ok)
         out.append(row)
-    table = pd.DataFrame(out)
-    if table.empty:
-        return table
-    return table[
-        [
-            "engine",
-            "model",
-            "input_len",
-            "quantization",
-            "speed_tok_s",
-            "decode_tok_s",
-            "memory_mb",
-            "memory_method",
-            "repeats",
-        ]
-    ].fillna("")
+    return pd.DataFrame(out).reindex(columns=SPEED_COLUMNS).fillna("")
+
+
+def short_reason(reason) -> str:
+    """The first line of a failure's reason, for a table cell (the result file keeps it all)."""
+    return str(reason or "").strip().splitlines()[0][:100] if reason else ""
+
+
+def _status_or(row: pd.Series, value: str) -> str:
+    return value if row["status"] == "ok" else f"{row['status']}: {short_reason(row.get('reason'))}"
+
+
+def scenario_table(cells: pd.DataFrame, scenario: str, columns: list[str]) -> pd.DataFrame:
+    """One row per measured row of a scenario (serving: one per cell; batch: per batch size)."""
+    rows = cells[cells["scenario"] == scenario]
+    if rows.empty:
+        return pd.DataFrame(columns=CELL_KEYS + columns)
+    table = rows.reindex(columns=CELL_KEYS + columns + ["reason"]).copy()
+    for col in columns:
+        if pd.api.types.is_float_dtype(table[col]):
+            table[col] = table[col].round(2)
+    table.loc[table["status"] != "ok", "status"] = [
+        _status_or(r, "") for _, r in table[table["status"] != "ok"].iterrows()
+    ]
+    return table.drop(columns="reason").fillna("")
+
+
+SERVING_COLUMNS = [
+    "status",
+    "request_rate",
+    "max_concurrency",
+    "num_prompts",
+    "input_len",
+    "output_len",
+    "completed",
+    "failed",
+    "request_throughput",
+    "output_throughput",
+    "total_token_throughput",
+    "ttft_mean_ms",
+    "ttft_median_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "tpot_mean_ms",
+    "tpot_p90_ms",
+    "itl_mean_ms",
+    "itl_p99_ms",
+    "e2el_mean_ms",
+    "e2el_p90_ms",
+    "dispatch_delay_mean_ms",
+    "goodput",
+]
+BATCH_COLUMNS = [
+    "batch_size",
+    "input_len",
+    "output_len",
+    "status",
+    "latency_s",
+    "prefill_s",
+    "input_throughput_tok_s",
+    "output_throughput_tok_s",
+    "itl_ms",
+    "peak_mem_mb",
+    "mem_method",
+]
+
+
+def _fact(facts: dict, key: str):
+    return (facts.get(key) or {}).get("value")
+
+
+def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: time spent starting vs measuring, KV-cache capacity, weight and GPU memory as
+    the engine reports them, energy per output token."""
+    rows = []
+    for path in paths:
+        doc = read_json(path)
+        startup = doc.get("startup", {})
+        row = {
+            **_cell(doc["provenance"]),
+            "status": doc["status"],
+            "startup_s": _fact(startup, "startup_s"),
+            "measure_s": doc.get("measure_s"),
+            "kv_cache_tokens": _fact(startup, "kv_cache_tokens"),
+            "max_concurrency": _fact(startup, "max_concurrency"),
+            "weights_gib": _fact(startup, "weights_gib"),
+            "gpu_memory_in_use_mb": _fact(startup, "gpu_memory_in_use_mb"),
+            "energy_j": _fact(doc, "energy_j"),
+            "reason": short_reason(doc.get("reason")),
+        }
+        mine = cells[(cells[CELL_KEYS] == pd.Series(_cell(doc["provenance"]))).all(axis=1)]
+        out_tokens = mine.get("output_tokens", pd.Series(dtype=float)).sum()
+        if row["energy_j"] is not None and out_tokens:
+            row["energy_j_per_output_token"] = row["energy_j"] / out_tokens
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=ENGINE_COLUMNS)
+
+
+ENGINE_COLUMNS = CELL_KEYS + [
+    "status",
+    "startup_s",
+    "measure_s",
+    "kv_cache_tokens",
+    "max_concurrency",
+    "weights_gib",
+    "gpu_memory_in_use_mb",
+    "energy_j",
+    "energy_j_per_output_token",
+    "reason",
+]
 
 
 def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
@@ -165,11 +272,20 @@ def write_table(df: pd.DataFrame, stem: Path, title: str) -> None:
     atomic_write_text(stem.with_suffix(".html"), f"<h2>{title}</h2>\n{html}\n")
 
 
-def build_report(bench: list[str], quality: list[str], quant: list[str], out: Path) -> dict:
+def build_report(
+    bench: list[str], facts: list[str], quality: list[str], quant: list[str], out: Path
+) -> dict:
     cells = load_bench(bench)
     atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
     speed = speed_table(cells)
     write_table(speed, out / "speed", "Speed (tokens/s) and peak memory (MB), batch 1")
+    write_table(
+        scenario_table(cells, "serving", SERVING_COLUMNS),
+        out / "serving",
+        "Online serving (vLLM metric definitions; latencies in ms)",
+    )
+    write_table(scenario_table(cells, "batch", BATCH_COLUMNS), out / "batch", "Fixed batches")
+    write_table(engine_table(facts, cells), out / "engine", "Engine facts")
     write_table(quality_table(load_quality(quality)), out / "quality", "Quality (lm-eval)")
     write_table(load_quant(quant), out / "checkpoints", "Checkpoints")
     plot_speed(cells, out / "speed_vs_input.png")

@@ -1,9 +1,7 @@
-
-
-
 rule aggregate:
     input:
         bench=lambda w: [p for s in SCENARIOS for p in cell_path("bench", f"{s}.json")],
+        facts=lambda w: cell_path("bench", "engine.json"),
         quality=eval_inputs,
         quant=lambda w: sorted(
             {f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json" for c in CELLS}
@@ -15,27 +13,33 @@ rule aggregate:
         speed_md=report(
             f"{REPORT}/speed.md", caption="../report/speed.rst", category="Tables"
         ),
-        speed_html=report(
-            f"{REPORT}/speed.html", caption="../report/speed.rst", category="Tables"
+        serving_md=report(
+            f"{REPORT}/serving.md", caption="../report/serving.rst", category="Tables"
         ),
-        speed_csv=f"{REPORT}/speed.csv",
+        batch_md=report(
+            f"{REPORT}/batch.md", caption="../report/batch.rst", category="Tables"
+        ),
+        engine_md=report(
+            f"{REPORT}/engine.md", caption="../report/engine.rst", category="Tables"
+        ),
         quality_md=report(
             f"{REPORT}/quality.md", caption="../report/quality.rst", category="Tables"
         ),
-        quality_html=f"{REPORT}/quality.html",
-        quality_csv=f"{REPORT}/quality.csv",
-        checkpoints=report(
+        checkpoints_md=report(
             f"{REPORT}/checkpoints.md",
             caption="../report/checkpoints.rst",
             category="Tables",
         ),
-        checkpoints_csv=f"{REPORT}/checkpoints.csv",
-        checkpoints_html=f"{REPORT}/checkpoints.html",
         plot=report(
             f"{REPORT}/speed_vs_input.png",
             caption="../report/speed_plot.rst",
             category="Plots",
         ),
+        tables=[
+            f"{REPORT}/{table}.{ext}"
+            for table in REPORT_TABLES
+            for ext in ("csv", "html")
+        ],
     log:
         f"{RESULTS}/logs/aggregate.log",
     conda:

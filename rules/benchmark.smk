@@ -6,7 +6,10 @@ rule benchmark:
     input:
         launch=f"{RESULTS}/serve/{{model}}/{{quant}}/{{engine}}/launch.json",
     output:
-        scenarios=[f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/{s}.json" for s in SCENARIOS],
+        scenarios=[
+            f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/{s}.json"
+            for s in SCENARIOS
+        ],
         facts=f"{RESULTS}/bench/{{model}}/{{quant}}/{{engine}}/engine.json",
     log:
         main=f"{RESULTS}/logs/benchmark/{{model}}/{{quant}}/{{engine}}.log",

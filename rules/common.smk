@@ -18,6 +18,7 @@ validate(config, schema="../config/schema/config.schema.yaml")
 RESULTS = "results"
 REPORT = f"{RESULTS}/report"
 SCENARIOS = config["benchmark"]["scenarios"]
+REPORT_TABLES = ["speed", "serving", "batch", "engine", "quality", "checkpoints"]
 QUANT_RULES = {}
 
 
