@@ -6,10 +6,11 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# Scripts import the package from this workflow's own tree, wherever it was copied (this
-# replaces any PYTHONPATH of the caller: jobs must not import another copy of quantbench).
+# Scripts import the package from this workflow's own tree, wherever it was copied; the
+# caller's own PYTHONPATH (e.g. where an engine is installed) follows it.
 sys.path.insert(0, workflow.basedir)
-os.environ.update(PYTHONPATH=workflow.basedir)
+_caller_path = dict(os.environ).get("PYTHONPATH", "")
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, _caller_path])))
 
 from quantbench.plan import ConfigError, QuantRule, plan_cells
 
