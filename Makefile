@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test setup lint report clean bench-client
+.PHONY: demo test setup lint report clean bench-client slurm-up slurm-down
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,13 @@ lint: setup
 	$(BIN)/ruff check quantbench scripts tests benchmarks
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
+
+# A single-node Slurm on this machine (root, Debian), as CI starts it for tests/test_slurm.py.
+slurm-up:
+	.ci/slurm/start.sh
+
+slurm-down:
+	.ci/slurm/stop.sh
 
 bench-client: setup
 	$(BIN)/python benchmarks/client_accuracy.py

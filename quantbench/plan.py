@@ -30,7 +30,7 @@ class QuantRule:
     """What a quantize rule file declares about its method."""
 
     method: str
-    format: str
+    format: str | None  # None: each config entry states its own `format`
     params: frozenset = frozenset()
 
 
@@ -57,7 +57,9 @@ def available_tasks() -> list[str]:
 
 
 def quant_format(config: dict, quant: str, rules: dict[str, QuantRule]) -> str:
-    return rules[config["quantizations"][quant]["method"]].format
+    spec = config["quantizations"][quant]
+    # A method whose format varies per entry (prequantized) declares `format` as a parameter.
+    return spec.get("format") or rules[spec["method"]].format
 
 
 def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:

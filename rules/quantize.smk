@@ -1,6 +1,8 @@
 # One rule per quantization method. Each declares its checkpoint format (for the
 # engine-compatibility table) and the config keys it takes; its wildcard constraint routes the
-# quantizations that name its method to it.
+# quantizations that name its method to it. The built-in baseline and llm-compressor live here;
+# other methods are rules/quantize_<method>.smk (gguf, prequantized, gptqmodel): see
+# docs/adding-a-quant.md.
 
 
 register_quant_rule("bf16", format="bf16")
@@ -25,6 +27,7 @@ rule quantize_bf16:
         "../scripts/quantize_bf16.py"
 
 
+# scheme: a compressed-tensors preset; algorithm: rtn | gptq | awq (AWQ smoothing + RTN).
 register_quant_rule(
     "llmcompressor",
     format="compressed-tensors",

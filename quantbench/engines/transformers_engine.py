@@ -83,9 +83,14 @@ class TransformersEngine:
             torch.manual_seed(seed)
             config = AutoConfig.from_pretrained(checkpoint)
             with torch.device(self.device):
-                self.model = AutoModelForCausalLM.from_config(
+                model = AutoModelForCausalLM.from_config(
                     config, dtype=self.dtype, attn_implementation=attn
                 )
+            # from_config may materialise on the CPU whatever the default device: move it.
+            self.model = model.to(self.device)
+        placed = {p.device.type for p in self.model.parameters()}
+        if placed != {torch.device(self.device).type}:
+            raise RuntimeError(f"model parameters on {placed}, expected {self.device}")
         self.model.eval()
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
         return time.perf_counter() - start

@@ -26,7 +26,13 @@ def register_quant_method(name: str):
 
 def get_quant_method(name: str) -> type[QuantMethod]:
     # Importing the modules registers the built-in methods.
-    from quantbench.quant import llmcompressor_method, passthrough  # noqa: F401
+    from quantbench.quant import (  # noqa: F401
+        gguf_method,
+        gptqmodel_method,
+        llmcompressor_method,
+        passthrough,
+        prequantized,
+    )
 
     try:
         return QUANT_METHODS[name]
@@ -46,8 +52,25 @@ class QuantMethod:
         self.params = params
 
     def quantize(self, src: Path, dst: Path, calibration: dict) -> dict:
-        """Write the quantized checkpoint into `dst`; return facts (scheme, bits, group size)."""
+        """Write the quantized checkpoint into `dst`; return facts: scheme, weight_bits,
+        group_size; `calibration` (what it used, None if data-free); `path` if the checkpoint is
+        used in place instead of written to `dst`; `setup_seconds` spent on one-off tool set-up
+        (not quantization time)."""
         raise NotImplementedError
+
+    # Distributions whose versions shape this method's output, for the manifest.
+    packages: tuple[str, ...] = ("torch", "transformers")
+
+    def versions(self) -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for name in self.packages:
+            try:
+                out[name] = version(name)
+            except PackageNotFoundError:
+                out[name] = None
+        return out
 
 
 def load_bf16_model(src: Path, seed: int = 0):
@@ -62,8 +85,39 @@ def load_bf16_model(src: Path, seed: int = 0):
     return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(src), dtype=torch.bfloat16)
 
 
+def has_weight_files(path: Path) -> bool:
+    return any(Path(path).glob("*.safetensors")) or any(Path(path).glob("*.bin"))
+
+
+def ensure_weights(src: Path, scratch: Path, seed: int = 0) -> Path:
+    """`src` if it holds weights; else (a dummy model) random weights of its architecture saved
+    into `scratch`, for tools that read weight files (llama.cpp's converter, GPTQModel)."""
+    if has_weight_files(src):
+        return Path(src)
+    from transformers import AutoTokenizer
+
+    load_bf16_model(src, seed).save_pretrained(scratch)
+    AutoTokenizer.from_pretrained(src).save_pretrained(scratch)
+    return Path(scratch)
+
+
 def dir_size_bytes(path: Path) -> int:
+    # is_file()/stat() follow symlinks: a Hub snapshot's files count at their blobs' size.
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def bf16_size_bytes(src: Path) -> tuple[int, str]:
+    """The BF16 checkpoint's size, the compression ratio's denominator: measured when the model
+    has weights; for a dummy model (config only) 2 bytes per parameter plus its other files."""
+    if has_weight_files(src):
+        return dir_size_bytes(src), "bf16 checkpoint size on disk"
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(src))
+    params = sum(p.numel() for p in model.parameters())
+    return 2 * params + dir_size_bytes(src), "2 bytes x parameter count (dummy model)"
 
 
 def run_quantization(
@@ -85,21 +139,30 @@ def run_quantization(
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     facts = method.quantize(src, tmp, calibration)
-    seconds = time.perf_counter() - start
+    # One-off tool set-up (building llama.cpp's quantizer) is reported apart.
+    seconds = time.perf_counter() - start - facts.get("setup_seconds", 0.0)
     if facts.get("path") is None:  # methods that wrote a new checkpoint
         tmp.rename(final)
         facts["path"] = str(final)
+    elif tmp.exists():  # used in place: drop any scratch
+        shutil.rmtree(tmp)
     size = dir_size_bytes(Path(facts["path"]))
-    base_size = dir_size_bytes(src)
+    base_size, base_method = bf16_size_bytes(src)
     manifest = {
         "status": "ok",
         "method": method.name,
         "format": fmt,
+        "scheme": None,
+        "weight_bits": None,
+        "group_size": None,
+        "calibration": None,
         **facts,
         "size_bytes": size,
         "bf16_size_bytes": base_size,
+        "bf16_size_method": base_method,
         "compression_ratio": base_size / size if size else None,
         "quantize_seconds": seconds,
+        "tool_versions": method.versions(),
         "model": model_manifest,
         "provenance": provenance,
     }

@@ -1,84 +1,106 @@
 """llm-compressor one-shot schemes, saved as compressed-tensors checkpoints that vLLM, SGLang
-and Transformers load."""
+and Transformers load.
+
+algorithm: `rtn` (round to nearest, data-free unless the scheme has static activation scales),
+`gptq` (GPTQModifier) or `awq` (AWQModifier smoothing, then round-to-nearest of the scheme).
+"""
 
 from __future__ import annotations
 
-import re
-
 from quantbench.quant import QuantMethod, load_bf16_model, register_quant_method
+from quantbench.quant.calibration import calibration_dataset, calibration_facts
 
-# scheme -> (weight bits, group size) for the report; llm-compressor owns the real definitions.
-SCHEME_FACTS = {
-    "FP8_DYNAMIC": (8, None),
-    "FP8_BLOCK": (8, 128),
-    "W8A16": (8, None),
-    "W4A16": (4, 128),
-    "W8A8": (8, None),
-}
+ALGORITHMS = ("rtn", "gptq", "awq")
+
+
+def scheme_facts(scheme: str) -> dict:
+    """Bits, group size and activation handling of a compressed-tensors preset scheme, read
+    from compressed-tensors itself (it owns the definitions)."""
+    from compressed_tensors.quantization import preset_name_to_scheme
+
+    spec = preset_name_to_scheme(scheme, ["Linear"])
+    w, act = spec.weights, spec.input_activations
+    group = w.group_size
+    if w.block_structure:  # FP8_BLOCK: 128x128 weight blocks, as in Qwen3-FP8 checkpoints
+        group = "x".join(str(b) for b in w.block_structure)
+    return {
+        "weight_bits": w.num_bits,
+        "weight_type": f"{w.type}{w.num_bits}",
+        "group_size": group,
+        "weight_strategy": str(w.strategy.value if hasattr(w.strategy, "value") else w.strategy),
+        "symmetric": w.symmetric,
+        "activation_bits": act.num_bits if act else None,
+        "activation_dynamic": act.dynamic if act else None,
+    }
 
 
 def _patch_cpu_only_pin_memory() -> None:
-    """llm-compressor pins its activation cache, which raises on a machine without an
-    accelerator ("Cannot access accelerator device"). Pinning only speeds host->GPU copies,
-    so on a CPU-only machine it is skipped."""
+    """llm-compressor pins its activation cache (AWQ does, before each smoothing grid search),
+    which raises on a machine without an accelerator ("Cannot access accelerator device").
+    Pinning only speeds host->GPU copies, so without one it is skipped."""
     import torch
 
-    if torch.cuda.is_available():
+    if torch.accelerator.is_available():
         return
     try:
         from llmcompressor.pipelines.cache import IntermediatesCache
     except ImportError:
         return
-    for name in ("pin_memory", "_pin_memory"):
-        if hasattr(IntermediatesCache, name):
-            setattr(IntermediatesCache, name, lambda self, *a, **k: self)
+    # pin_memory(batch_index, input_names) pins in place and returns None; _pin_intermediate is
+    # the per-value helper older and newer releases call. Both become no-ops.
+    if hasattr(IntermediatesCache, "pin_memory"):
+        IntermediatesCache.pin_memory = lambda self, *a, **k: None
+    if hasattr(IntermediatesCache, "_pin_intermediate"):
+        IntermediatesCache._pin_intermediate = classmethod(lambda cls, *a, **k: None)
 
 
-def calibration_dataset(tokenizer, calibration: dict):
-    """Fixed-length samples from a local text file (default) or a Hub dataset."""
-    from datasets import Dataset, load_dataset
+def _awq_modifier():
+    # AWQ moved from modifiers.awq (one modifier that also quantized) to modifiers.transform
+    # (smoothing only, followed by a quantization modifier); the old path is a shim.
+    try:
+        from llmcompressor.modifiers.transform import AWQModifier
+    except ImportError:  # llm-compressor < 0.9
+        from llmcompressor.modifiers.awq import AWQModifier
+    return AWQModifier
 
-    n, seq_len = calibration["num_samples"], calibration["seq_len"]
-    source = calibration["dataset"]
-    if source.startswith("hf:"):
-        ds = load_dataset(source[3:], split=calibration.get("split", "train"))
-        text = "\n\n".join(ds.shuffle(seed=calibration["seed"])[: n * 4]["text"])
-    else:
-        with open(source) as fh:
-            text = fh.read()
-    ids = tokenizer(text).input_ids
-    if len(ids) < n * seq_len:
-        raise ValueError(
-            f"calibration text {source} has {len(ids)} tokens; {n} samples x {seq_len} need more:"
-            " lower calibration.num_samples or calibration.seq_len"
-        )
-    samples = [ids[i * seq_len : (i + 1) * seq_len] for i in range(n)]
-    return Dataset.from_dict({"input_ids": samples, "attention_mask": [[1] * seq_len] * n})
+
+def build_recipe(scheme: str, algorithm: str, ignore: list[str]) -> list:
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+
+    if algorithm == "gptq":
+        return [GPTQModifier(targets="Linear", scheme=scheme, ignore=ignore)]
+    quantize = QuantizationModifier(targets="Linear", scheme=scheme, ignore=ignore)
+    if algorithm == "awq":
+        return [_awq_modifier()(), quantize]
+    return [quantize]
 
 
 @register_quant_method("llmcompressor")
 class LLMCompressor(QuantMethod):
-    """params: scheme (FP8_DYNAMIC, FP8_BLOCK, W8A16, W4A16, W8A8), algorithm (rtn | gptq)."""
+    """params: scheme (a compressed-tensors preset: FP8_DYNAMIC, FP8_BLOCK, W8A16, W4A16,
+    W4A16_ASYM, W8A8, ...), algorithm (rtn | gptq | awq), ignore (module names kept in BF16)."""
+
+    packages = ("torch", "transformers", "llmcompressor", "compressed-tensors")
 
     def quantize(self, src, dst, calibration):
         import torch
         from llmcompressor import oneshot
-        from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
         from transformers import AutoTokenizer
 
         _patch_cpu_only_pin_memory()
         scheme = self.params["scheme"]
         algorithm = self.params.get("algorithm", "rtn")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm {algorithm!r}: choose one of {ALGORITHMS}")
+        facts = scheme_facts(scheme)
         torch.manual_seed(calibration["seed"])
         model = load_bf16_model(src, calibration["seed"])
         tokenizer = AutoTokenizer.from_pretrained(src)
-        ignore = self.params.get("ignore", ["lm_head"])
-        if algorithm == "gptq":
-            recipe = GPTQModifier(targets="Linear", scheme=scheme, ignore=ignore)
-        else:
-            recipe = QuantizationModifier(targets="Linear", scheme=scheme, ignore=ignore)
+        recipe = build_recipe(scheme, algorithm, self.params.get("ignore", ["lm_head"]))
+        # Data-dependent: GPTQ and AWQ, and any scheme with static activation scales.
+        needs_data = algorithm != "rtn" or facts["activation_dynamic"] is False
         kwargs = {}
-        if algorithm == "gptq" or re.match("W8A8", scheme):  # data-dependent schemes
+        if needs_data:
             kwargs = {
                 "dataset": calibration_dataset(tokenizer, calibration),
                 "num_calibration_samples": calibration["num_samples"],
@@ -87,5 +109,9 @@ class LLMCompressor(QuantMethod):
         oneshot(model=model, recipe=recipe, **kwargs)
         model.save_pretrained(dst, save_compressed=True)
         tokenizer.save_pretrained(dst)
-        bits, group = SCHEME_FACTS.get(scheme, (None, None))
-        return {"scheme": scheme, "algorithm": algorithm, "weight_bits": bits, "group_size": group}
+        return {
+            "scheme": scheme,
+            "algorithm": algorithm,
+            **facts,
+            "calibration": calibration_facts(calibration) if needs_data else None,
+        }
