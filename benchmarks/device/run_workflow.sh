@@ -19,8 +19,9 @@ export VLLM_USE_FLASHINFER_SAMPLER=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
 # A call has a hard time limit: stop Snakemake gently (SIGINT: it stops its jobs and removes
 # their partial outputs) before it, so the finished results still get packed below.
-pkill -INT -f "snakemake.*--configfile" && sleep 5  # a run left over from a cut-off call
-python3 -m snakemake --unlock --configfile "$config" > /dev/null 2>&1
+# A run left over from a cut-off call holds the lock and the GPU: end it and its jobs.
+pkill -KILL -f "[s]ite-smk/snakemake/__main__" && sleep 3
+pkill -KILL -f "[.]snakemake/scripts/" ; rm -rf .snakemake/locks
 timeout -s INT -k 30 "${TIME_LIMIT:-480}" python3 -m snakemake -c "$(nproc)" \
   --configfile "$config" --keep-going --rerun-incomplete "$@" > "$OUT/snakemake.log" 2>&1
 rc=$?
