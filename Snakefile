@@ -36,3 +36,4 @@ rule all:
     default_target: True
     input:
         rules.aggregate.output,
+        rules.compare_published.output,

@@ -172,6 +172,10 @@ def benchmark_job(smk) -> None:
             UNSUPPORTED,
             f"engine {w.engine!r} runs only {list(engine.scenarios)}",
         )
+        if smk.params.unsupported:  # known from the config: recorded, not attempted
+            fail(supported, UNSUPPORTED, smk.params.unsupported)
+            facts.update(status=UNSUPPORTED, reason=smk.params.unsupported)
+            return write_json(smk.output.facts, facts)
         if launch["status"] != OK:
             fail(supported, FAILED, f"upstream: {launch['reason']}")
             facts.update(status=FAILED, reason=launch["reason"])
@@ -255,5 +259,26 @@ def report_job(smk) -> None:
 
     with logged(smk.log[0]):
         out = Path(smk.output.speed_md).parent
-        build_report(list(smk.input.bench), list(smk.input.facts), list(smk.input.quality),
-                     list(smk.input.quant), out)
+        build_report(
+            list(smk.input.bench),
+            list(smk.input.facts),
+            list(smk.input.quality),
+            list(smk.input.quant),
+            out,
+        )
+
+
+def published_job(smk) -> None:
+    import pandas as pd
+
+    from quantbench.published import comparison_table, published_comparison
+    from quantbench.report import write_table
+
+    with logged(smk.log[0]):
+        cells = pd.read_csv(smk.input.cells)
+        config = {
+            "models": dict(smk.params.models),
+            "quantizations": dict(smk.params.quantizations),
+        }
+        table = comparison_table(published_comparison(cells, config))
+        write_table(table, Path(smk.output.md).with_suffix(""), "Measured vs published (Qwen3)")

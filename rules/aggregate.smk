@@ -46,3 +46,25 @@ rule aggregate:
         "../envs/transformers.yaml"
     script:
         "../scripts/aggregate.py"
+
+
+rule compare_published:
+    input:
+        cells=f"{REPORT}/cells.csv",
+    output:
+        md=report(
+            f"{REPORT}/published.md",
+            caption="../report/published.rst",
+            category="Published",
+        ),
+        csv=f"{REPORT}/published.csv",
+        html=f"{REPORT}/published.html",
+    log:
+        f"{RESULTS}/logs/compare_published.log",
+    conda:
+        "../envs/transformers.yaml"
+    params:
+        models=config["models"],
+        quantizations=config["quantizations"],
+    script:
+        "../scripts/compare_published.py"

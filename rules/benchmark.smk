@@ -18,9 +18,10 @@ rule benchmark:
         "../envs/transformers.yaml"
     threads: workflow.cores
     resources:
-        gpu=1,
+        gpu=gpus,
     params:
         settings=engine_settings,
         scenarios=scenario_settings,
+        unsupported=lambda w: cell_options(w).get("unsupported"),
     script:
         "../scripts/benchmark.py"

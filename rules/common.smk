@@ -10,7 +10,9 @@ from snakemake.utils import validate
 # caller's own PYTHONPATH (e.g. where an engine is installed) follows it.
 sys.path.insert(0, workflow.basedir)
 _caller_path = dict(os.environ).get("PYTHONPATH", "")
-os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, _caller_path])))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, _caller_path]))
+)
 
 from quantbench.plan import ConfigError, QuantRule, plan_cells
 
@@ -65,12 +67,33 @@ def quant_params(wildcards):
     return config["quantizations"][wildcards.quant]
 
 
+def cell_options(wildcards):
+    """A `cells:` entry's per-cell overrides (input lengths, GPUs, known-unsupported)."""
+    for entry in config.get("cells", []):
+        key = (entry["model"], entry["quantization"], entry["engine"])
+        if key == (wildcards.model, wildcards.quant, wildcards.engine):
+            return entry
+    return {}
+
+
 def engine_settings(wildcards):
-    return config["engines"][wildcards.engine]
+    settings = dict(config["engines"][wildcards.engine])
+    tp = cell_options(wildcards).get("tensor_parallel_size")
+    if tp:
+        settings["tensor_parallel_size"] = tp
+    return settings
+
+
+def gpus(wildcards):
+    return engine_settings(wildcards).get("tensor_parallel_size", 1)
 
 
 def scenario_settings(wildcards):
-    return {s: config["benchmark"][s] for s in SCENARIOS}
+    scenarios = {s: dict(config["benchmark"][s]) for s in SCENARIOS}
+    lengths = cell_options(wildcards).get("input_lengths")
+    if lengths and "single" in scenarios:
+        scenarios["single"]["input_lengths"] = lengths
+    return scenarios
 
 
 def eval_inputs(wildcards):

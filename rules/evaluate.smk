@@ -14,7 +14,7 @@ rule evaluate:
         "../envs/eval.yaml"
     threads: workflow.cores
     resources:
-        gpu=1,
+        gpu=gpus,
     params:
         settings=engine_settings,
         evaluation=config["evaluation"],

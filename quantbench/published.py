@@ -1,0 +1,129 @@
+"""Each measured batch-1 cell beside its published value: directly, as ratios that carry across
+GPUs (quant / BF16 at the same length, each length / length 1), and as a share of the GPU's
+memory-bandwidth roofline at decode — for the measured cell and for the published one."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from quantbench import archs
+from quantbench.reference import compare_with_published, load_qwen3_speed, normalise_quant
+from quantbench.roofline import gpu_spec, mean_decode_context, roofline_tok_s
+
+# Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
+WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
+PUBLISHED_GPU = "NVIDIA H20"  # the Qwen3 tables' hardware (README of reference/)
+KEYS = ["engine", "model", "input_len", "quant"]
+
+
+def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Mean over successful repeats of each batch-1 cell, named as the published tables name
+    models and quantizations. Memory is kept only where it was measured the published way."""
+    ok = cells[(cells["scenario"] == "single") & (cells["status"] == "ok")].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=KEYS)
+    models, quants = config["models"], config["quantizations"]
+    ok["model"] = ok["model"].map(lambda m: models.get(m, {}).get("reference_name", m))
+    ok["quant"] = ok["quantization"].map(
+        lambda q: _canonical(quants.get(q, {}).get("reference_quant", q))
+    )
+    ok = ok.dropna(subset=["quant"])
+    ok["gpu_mem_mb"] = ok["peak_mem_mb"].where(
+        ok["mem_method"] == "torch.cuda.max_memory_allocated"
+    )
+    agg = ok.groupby(KEYS, as_index=False).agg(
+        speed_tok_s=("speed_tok_s", "mean"),
+        speed_std=("speed_tok_s", lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
+        decode_speed_tok_s=("decode_speed_tok_s", "mean"),
+        gpu_mem_mb=("gpu_mem_mb", "max"),
+        output_len=("output_len", "first"),
+        repeats=("speed_tok_s", "size"),
+        device_name=("device_name", "first"),
+    )
+    return agg
+
+
+def _canonical(name: str) -> str | None:
+    try:
+        return normalise_quant(name)
+    except ValueError:
+        return None  # a quantization with no published counterpart
+
+
+def _roofline(row: pd.Series, gpu: str, decode_tok_s: float) -> float | None:
+    try:
+        arch = archs.load_arch(row["model"])
+    except (FileNotFoundError, KeyError):
+        return None
+    if gpu_spec(gpu) is None or row["quant"] not in WEIGHT_BITS:
+        return None
+    ctx = mean_decode_context(int(row["input_len"]), int(row.get("output_len") or 2048))
+    bound = roofline_tok_s(arch, WEIGHT_BITS[row["quant"]], ctx, gpu, int(row.get("tp") or 1))
+    return decode_tok_s / bound
+
+
+def published_comparison(cells: pd.DataFrame, config: dict, reference_dir=None) -> pd.DataFrame:
+    measured = measured_cells(cells, config)
+    if measured.empty:
+        return measured
+    published = load_qwen3_speed(reference_dir)
+    out = compare_with_published(measured, published, keys=KEYS)
+    pub = published.set_index(KEYS)
+    out["tp"] = [pub["tp"].get(tuple(r[k] for k in KEYS), 1) for _, r in out.iterrows()]
+    out["roofline_share"] = [
+        _roofline(r, r["device_name"], r["decode_speed_tok_s"]) for _, r in out.iterrows()
+    ]
+    # The published speed counts prompt tokens; its decode rate is generated tokens over the
+    # same time: speed x output / (prompt + output).
+    pub_decode = (
+        out["speed_tok_s_published"] * out["output_len"] / (out["input_len"] + out["output_len"])
+    )
+    out["roofline_share_published"] = [
+        _roofline(r, PUBLISHED_GPU, d) for (_, r), d in zip(out.iterrows(), pub_decode)
+    ]
+    return out
+
+
+def _pct(x) -> str:
+    if pd.isna(x):
+        return ""
+    text = f"{x:+.1f}%"
+    return f"**{text}**" if abs(x) > 1.0 else text  # highlight deltas beyond 1%
+
+
+def _num(x, fmt="{:.2f}") -> str:
+    return "" if pd.isna(x) else fmt.format(x)
+
+
+def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
+    """The readable table: values, ratios and roofline shares, deltas highlighted."""
+    if out.empty:
+        return pd.DataFrame(columns=["engine", "model", "input_len", "quant"])
+    return pd.DataFrame(
+        {
+            "engine": out["engine"],
+            "model": out["model"],
+            "input_len": out["input_len"],
+            "quant": out["quant"],
+            "speed": [f"{s:.2f} ± {d:.2f}" for s, d in zip(out["speed_tok_s"], out["speed_std"])],
+            "speed_published": out["speed_tok_s_published"].map(_num),
+            "speed_ratio": out["speed_tok_s_ratio"].map(_num),
+            "vs_bf16": out.get("speed_vs_bf16", pd.Series(dtype=float)).map(_num),
+            "vs_bf16_published": out.get("speed_vs_bf16_published", pd.Series(dtype=float)).map(
+                _num
+            ),
+            "vs_len1": out.get("speed_vs_len1", pd.Series(dtype=float)).map(_num),
+            "vs_len1_published": out.get("speed_vs_len1_published", pd.Series(dtype=float)).map(
+                _num
+            ),
+            "memory_mb": out["gpu_mem_mb"].map(lambda x: _num(x, "{:.1f}")),
+            "memory_published": out["gpu_mem_mb_published"].map(lambda x: _num(x, "{:.0f}")),
+            "memory_delta": out["gpu_mem_mb_delta_pct"].map(_pct),
+            "roofline_share": out["roofline_share"].map(lambda x: _num(x, "{:.1%}")),
+            "roofline_share_published": out["roofline_share_published"].map(
+                lambda x: _num(x, "{:.1%}")
+            ),
+            "gpu": out["device_name"],
+            "repeats": out["repeats"],
+        }
+    )

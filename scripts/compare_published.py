@@ -1,0 +1,5 @@
+"""Snakemake entry point: see quantbench.jobs.published_job."""
+
+from quantbench.jobs import published_job
+
+published_job(snakemake)  # noqa: F821 - injected by Snakemake

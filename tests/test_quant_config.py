@@ -1,0 +1,89 @@
+"""Quantization entries are checked when the workflow is parsed: method keys, a prequantized
+checkpoint's declared format, and which engine/kernel loads each method's format."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from quantbench.compat import COMPAT, FORMATS
+from quantbench.plan import Cell, QuantRule, plan_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
+EXAMPLE = ROOT / "config" / "quant_methods.yaml"
+# What the rule files declare (rules/quantize*.smk).
+RULES = {
+    "bf16": QuantRule("bf16", "bf16"),
+    "llmcompressor": QuantRule(
+        "llmcompressor", "compressed-tensors", frozenset({"scheme", "algorithm", "ignore"})
+    ),
+    "gguf": QuantRule("gguf", "gguf", frozenset({"type", "fallback_pre_tokenizer"})),
+    "gptqmodel": QuantRule("gptqmodel", "gptq", frozenset({"bits", "group_size"})),
+    "prequantized": QuantRule("prequantized", None, frozenset({"id", "revision", "format"})),
+}
+
+
+@pytest.fixture
+def config():
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    cfg["engines"] = {"transformers": {}, "vllm": {}}
+    return cfg
+
+
+def test_every_rule_format_is_in_the_compat_table():
+    declared = {r.format for r in RULES.values() if r.format} | {"awq", "gptq", "fp8"}
+    assert declared <= set(FORMATS)
+    # Every format is loadable by the in-process engine and by vLLM.
+    for fmt in FORMATS:
+        assert (fmt, "transformers") in COMPAT and (fmt, "vllm") in COMPAT
+
+
+def test_prequantized_format_is_required_and_validated(config):
+    bad = copy.deepcopy(config)
+    del bad["quantizations"]["qwen3-8b-awq"]["format"]
+    with pytest.raises(WorkflowError, match="'format' is a required property"):
+        validate(bad, schema=SCHEMA)
+    bad = copy.deepcopy(config)
+    bad["quantizations"]["qwen3-8b-awq"]["format"] = "exl2"
+    with pytest.raises(WorkflowError, match="'exl2' is not one of"):
+        validate(bad, schema=SCHEMA)
+
+
+def test_kernel_is_an_axis_checked_against_the_declared_format(config):
+    validate(config, schema=SCHEMA)
+    cells, skipped = plan_cells(config, RULES)
+    # awq_marlin is a vLLM kernel, not a Transformers one; awq runs on both.
+    assert Cell("qwen3-8b", "qwen3-8b-awq", "transformers") in cells
+    config["cells"] = [
+        {"model": "qwen3-8b", "quantization": "qwen3-8b-awq-marlin", "engine": "vllm"}
+    ]
+    cells, skipped = plan_cells(config, RULES)
+    assert Cell("qwen3-8b", "qwen3-8b-awq-marlin", "vllm") in cells
+    config["cells"] = [
+        {"model": "qwen3-8b", "quantization": "qwen3-8b-awq-marlin", "engine": "transformers"}
+    ]
+    with pytest.raises(ValueError, match=r"no kernel 'awq_marlin' for format 'awq'.*\['awq'\]"):
+        plan_cells(config, RULES)
+
+
+def test_format_is_a_key_only_prequantized_takes(config):
+    config["quantizations"]["fp8-dynamic"]["format"] = "fp8"
+    with pytest.raises(ValueError, match=r"quantizations\.fp8-dynamic: key.*'format'"):
+        plan_cells(config, RULES)
+
+
+def test_the_example_config_plans_every_method(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", str(EXAMPLE),
+         "-d", str(tmp_path), "-s", str(ROOT / "Snakefile")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rule in ("llmcompressor", "gguf", "gptqmodel", "prequantized"):
+        assert f"quantize_{rule}" in proc.stdout

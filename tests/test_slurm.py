@@ -1,0 +1,138 @@
+"""The sweep on a real Slurm through profiles/slurm: the single-node cluster of .ci/slurm/start.sh
+(CI starts it before the tests). Without a running cluster the test is skipped."""
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.test_e2e import ROOT, copy_workflow
+
+PROFILE = ROOT / "profiles" / "slurm"
+SLURM_RULES = {"model", "quantize_bf16", "quantize_llmcompressor", "serve", "benchmark", "evaluate"}
+GPU_RULES = {"quantize_llmcompressor", "serve", "benchmark", "evaluate"}
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: .*/rule_(\w+)/")
+
+
+def _cluster() -> dict | None:
+    """The node's CPUs and memory (MB) when a Slurm cluster answers, else None."""
+    if not shutil.which("sinfo"):
+        return None
+    try:  # without a controller, sinfo retries for a while before it gives up
+        proc = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%c %m %T"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    states = [line.split() for line in proc.stdout.splitlines()]
+    ready = [s for s in states if s[2] in ("idle", "mixed")]
+    if proc.returncode or not ready:
+        return None
+    return {"cpus": int(ready[0][0]), "mem_mb": int(ready[0][1])}
+
+
+CLUSTER = _cluster()
+pytestmark = pytest.mark.skipif(
+    CLUSTER is None, reason="no Slurm cluster answers `sinfo`: start one with .ci/slurm/start.sh"
+)
+
+
+def _ci_overrides(cpus: int, mem_mb: int) -> list[str]:
+    """The profile's resources, with CPUs and memory cut to the CI node (2 cores, 24 GiB): those
+    are the only site-specific values changed; partitions, GPUs and the rest stay as they are."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    cap = {"mem_mb": mem_mb // 4, "cpus_per_task": cpus}
+
+    def fit(resources: dict) -> list[str]:
+        return [f"{k}={min(v, cap[k]) if k in cap else v}" for k, v in resources.items()]
+
+    per_rule = [
+        f"{rule}:{item}"
+        for rule, resources in profile["set-resources"].items()
+        for item in fit(resources)
+    ]
+    return [
+        f"--cores={cpus}",
+        "--default-resources",
+        *fit(profile["default-resources"]),
+        "--set-resources",
+        *per_rule,
+        # Short jobs: poll often instead of the plugin's 40 s (and NFS-free: no latency wait).
+        "--slurm-init-seconds-before-status-checks=5",
+        "--latency-wait=5",
+    ]
+
+
+def _squeue(*job_ids: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-o", "%i", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("slurm"))
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg["quantizations"] = {q: cfg["quantizations"][q] for q in ("bf16", "fp8-dynamic")}
+    cfg["benchmark"]["single"].update(input_lengths=[1, 32], output_len=8, repeats=1)
+    cfg["evaluation"]["limit"] = 2
+    (work / "test.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile"]
+    cmd += ["test.yaml", *_ci_overrides(**CLUSTER)]
+    # One Snakemake per working directory (a second one's log clean-up deletes the first's).
+    proc = subprocess.Popen(
+        cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=540)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # Snakemake scancels its jobs on SIGINT
+        out, _ = proc.communicate(timeout=120)
+        pytest.fail("snakemake on Slurm timed out:\n" + out[-6000:])
+    assert proc.returncode == 0, out[-6000:]
+    return work, dict(SUBMITTED.findall(out)), out
+
+
+def test_report_from_slurm_jobs(run):
+    work, _, _ = run
+    speed = pd.read_csv(work / "results/report/speed.csv")
+    assert set(speed["quantization"]) == {"bf16", "fp8-dynamic"}
+    assert set(speed["input_len"]) == {1, 32}
+    assert not speed["speed_tok_s"].astype(str).str.startswith(("failed", "unsupported")).any()
+    quality = pd.read_csv(work / "results/report/quality.csv")
+    assert (quality["status"] == "ok").all() and (quality["n"] == 2).all()
+
+
+def test_every_job_ran_in_slurm_with_its_resources(run):
+    work, jobs, out = run
+    assert set(jobs.values()) >= SLURM_RULES, out[-3000:]
+    # One Slurm job per (model, quantization, engine) measurement.
+    assert sorted(r for r in jobs.values() if r == "benchmark") == ["benchmark"] * 2
+    for rule in SLURM_RULES:
+        assert list((work / ".snakemake/slurm_logs" / f"rule_{rule}").rglob("*.log")), rule
+    for job_id, rule in jobs.items():
+        show = subprocess.run(
+            ["scontrol", "show", "job", "-d", job_id], capture_output=True, text=True, check=True
+        ).stdout
+        assert "JobState=COMPLETED" in show, show
+        gpu = rule in GPU_RULES
+        assert f"Partition={'gpu' if gpu else 'cpu'}" in show, show
+        assert ("gres:gpu:1" in show) == gpu, show
+
+
+def test_no_jobs_left_in_the_queue(run):
+    _, jobs, _ = run
+    assert _squeue(*jobs) == []
