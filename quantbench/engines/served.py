@@ -103,10 +103,17 @@ class ServedEngine:
             flags.setdefault("quantization", kernel)
         if not has_weights:  # a dummy model: the engine fills random weights
             flags["load_format"] = "dummy"
+        model_path = checkpoint
+        ggufs = sorted(Path(checkpoint).glob("*.gguf"))
+        if ggufs:  # engines load the .gguf file itself, with the tokenizer beside it
+            model_path = str(ggufs[0])
+            flags.setdefault("tokenizer", checkpoint)
+            if self.name == "sglang":
+                flags.setdefault("load_format", "gguf")
         kwargs = {"device": self.device} if self.name == "vllm" else {}
         if self.settings.get("executable"):
             kwargs["exe" if self.name == "vllm" else "python"] = self.settings["executable"]
-        spec = build_launch(self.name, checkpoint, name, flags, **kwargs)
+        spec = build_launch(self.name, model_path, name, flags, **kwargs)
         return {
             "engine": self.name,
             "in_process": False,

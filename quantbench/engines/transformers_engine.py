@@ -5,6 +5,7 @@ sync that `.cpu()` implies)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from quantbench.engines import register_engine
 from quantbench.memory import PeakMemory
@@ -76,8 +77,20 @@ class TransformersEngine:
         start = time.perf_counter()
         attn = self.settings.get("attn_implementation", "sdpa")
         if has_weights:
+            # A GGUF checkpoint is dequantized on load; its config.json beside it gives the
+            # architecture (Transformers' qwen3 GGUF reader assumes head_dim 128).
+            ggufs = sorted(Path(checkpoint).glob("*.gguf"))
+            gguf = (
+                {"gguf_file": ggufs[0].name, "config": AutoConfig.from_pretrained(checkpoint)}
+                if ggufs
+                else {}
+            )
             self.model = AutoModelForCausalLM.from_pretrained(
-                checkpoint, dtype=self.dtype, attn_implementation=attn, device_map=self.device
+                checkpoint,
+                dtype=self.dtype,
+                attn_implementation=attn,
+                device_map=self.device,
+                **gguf,
             )
         else:  # a dummy model: the real architecture with random weights
             torch.manual_seed(seed)
