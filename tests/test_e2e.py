@@ -11,7 +11,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "config", "data", "report", "quantbench", "envs"]
+WORKFLOW_PARTS = [
+    "Snakefile", "rules", "scripts", "config", "data", "report", "reference", "quantbench", "envs"
+]
 
 
 def copy_workflow(dest: Path) -> Path:

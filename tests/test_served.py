@@ -1,0 +1,138 @@
+"""Served engines: launch specs, and the whole server path (start, scenarios in sequence through
+the streaming client, stop with no process left) against the reference server standing in for
+vLLM/SGLang (their real servers need a GPU or a 3 GB CPU build; see README for the real runs)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantbench.bench import run_batch, run_serving, run_single
+from quantbench.engines.served import SGLangEngine, VLLMEngine
+from quantbench.models import build_tokenizer
+
+
+def test_dummy_weights_and_kernel_flags():
+    engine = VLLMEngine({"device": "cpu", "max_model_len": 2048})
+    spec = engine.launch_spec("/ckpt", has_weights=False, kernel="fp8", name="m-fp8")
+    cmd = spec["cmd"]
+    assert cmd[:3] == ["vllm", "serve", "/ckpt"]
+    assert cmd[cmd.index("--load-format") + 1] == "dummy"
+    assert cmd[cmd.index("--quantization") + 1] == "fp8"
+    assert spec["env"]["VLLM_CPU_KVCACHE_SPACE"]  # CPU runs get a fixed KV budget
+    # compressed-tensors and BF16 checkpoints carry their own config: no --quantization flag
+    for kernel in ("compressed-tensors", "none"):
+        cmd = engine.launch_spec("/ckpt", True, kernel, "m")["cmd"]
+        assert "--quantization" not in cmd and "--load-format" not in cmd
+
+
+def test_sglang_awq_marlin_and_gguf(tmp_path):
+    engine = SGLangEngine({"device": "cuda", "mem_fraction_static": 0.85, "mixed_chunk": True})
+    cmd = engine.launch_spec("/ckpt", True, "awq_marlin", "m")["cmd"]
+    assert cmd[cmd.index("--quantization") + 1] == "awq_marlin"
+    assert "--enable-mixed-chunk" in cmd
+    (tmp_path / "model-Q8_0.gguf").write_bytes(b"GGUF")
+    cmd = engine.launch_spec(str(tmp_path), True, "gguf", "m")["cmd"]
+    assert cmd[cmd.index("--model-path") + 1].endswith("model-Q8_0.gguf")
+    assert cmd[cmd.index("--tokenizer-path") + 1] == str(tmp_path)
+    assert cmd[cmd.index("--load-format") + 1] == "gguf"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(1024)
+
+
+def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer):
+    engine = VLLMEngine({"device": "cpu", "request_timeout_s": 60})
+    launch = {
+        "served_model_name": "ref",
+        "cmd": [
+            sys.executable,
+            "-m",
+            "quantbench.refserver",
+            "--port",
+            "{port}",
+            "--model",
+            "ref",
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "1",
+        ],
+        "env": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        "ready_timeout_s": 60,
+    }
+    with engine.serve(launch, str(tmp_path / "server.log")) as server:
+        pgid = server.pgid
+        facts = engine.startup_facts()
+        single, raw = run_single(
+            engine,
+            tokenizer,
+            {
+                "input_lengths": [1, 40],
+                "output_len": 12,
+                "repeats": 2,
+                "warmup": 1,
+                "seed": 0,
+            },
+            progress=False,
+        )
+        serving, _ = run_serving(
+            engine,
+            tokenizer,
+            {
+                "request_rate": 50,
+                "max_concurrency": 4,
+                "num_prompts": 12,
+                "input_len": 16,
+                "output_len": 8,
+                "range_ratio": 0.5,
+                "burstiness": 1.0,
+                "warmup": 1,
+                "seed": 0,
+            },
+            progress=False,
+        )
+        batch, _ = run_batch(
+            engine,
+            tokenizer,
+            {
+                "batch_sizes": [1, 4],
+                "input_len": 32,
+                "output_len": 6,
+                "seed": 0,
+            },
+            progress=False,
+        )
+    assert facts["startup_s"]["value"] > 0
+    assert [r["status"] for r in single] == ["ok"] * 4
+    # the server's own usage counts confirm exact prompt and output lengths
+    assert {(r["input_len"], r["prompt_tokens"], r["output_tokens"]) for r in single} == {
+        (1, 1, 12),
+        (40, 40, 12),
+    }
+    assert all(r["ttft_ms"] >= 5 and r["tpot_ms"] >= 0.9 for r in single)
+    assert len(raw) == 4 and all(len(r["token_times"]) == 12 for r in raw)
+    (row,) = serving
+    assert row["status"] == "ok" and row["completed"] == 12 and row["failed"] == 0
+    assert row["total_output_tokens"] == 12 * 8
+    assert [b["status"] for b in batch] == ["ok", "ok"]
+    assert batch[1]["input_throughput_tok_s"] > 0 and batch[1]["latency_s"] > batch[1]["prefill_s"]
+    with pytest.raises(ProcessLookupError):  # the whole process group is gone
+        os.killpg(pgid, 0)
+
+
+def test_a_crashing_server_fails_the_cell_with_its_log(tmp_path):
+    engine = VLLMEngine({"device": "cpu"})
+    launch = {
+        "served_model_name": "x",
+        "env": {},
+        "ready_timeout_s": 30,
+        "cmd": [sys.executable, "-c", "import sys; print('no kernel for WNA16'); sys.exit(3)"],
+    }
+    with pytest.raises(Exception, match="exited with code 3") as err:
+        with engine.serve(launch, str(tmp_path / "server.log")):
+            pass
+    assert "no kernel for WNA16" in str(err.value)
