@@ -47,8 +47,12 @@ COMPAT: dict[tuple[str, str], list[str]] = {
 FORMATS = sorted({fmt for fmt, _ in COMPAT})
 
 
+# An already running server serves whatever it was started with: nothing to check here.
+EXTERNAL_ENGINES = {"openai": ["external"]}
+
+
 def kernels(fmt: str, engine: str) -> list[str]:
-    return COMPAT.get((fmt, engine), [])
+    return EXTERNAL_ENGINES.get(engine) or COMPAT.get((fmt, engine), [])
 
 
 def is_compatible(fmt: str, engine: str, kernel: str | None = None) -> bool:

@@ -203,3 +203,46 @@ class VLLMEngine(ServedEngine):
 class SGLangEngine(ServedEngine):
     packages = ("sglang",)
     flag_keys = SGLANG_KEYS
+
+
+class _Endpoint:
+    """Stands in for a ManagedServer when the server is someone else's."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self.pgid = None
+        self.startup_s = None
+
+
+@register_engine("openai")
+class ExternalEngine(ServedEngine):
+    """An already running OpenAI-compatible server, given its base URL and model name: the
+    workflow launches and stops nothing, and reads no start-up log."""
+
+    packages = ()
+
+    def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
+        return {
+            "engine": self.name,
+            "in_process": False,
+            "checkpoint": checkpoint,  # its tokenizer builds the exact-length prompts
+            "weights": "checkpoint",
+            "served_model_name": self.settings["model"],
+            "base_url": self.settings["base_url"],
+            "device": "external",
+        }
+
+    @contextmanager
+    def serve(self, launch: dict, log_path: str):
+        self.model_name = launch["served_model_name"]
+        self.server = _Endpoint(launch["base_url"])
+        self.energy_start_j = None
+        yield self.server
+        self.server = None
+
+    def startup_facts(self) -> dict:
+        return {"base_url": {"value": self.server.base_url, "method": "config (not launched)"}}
+
+    def measure_memory(self) -> dict:
+        return {"peak_mem_mb": float("nan"), "mem_method": "not measured (external server)"}
+
