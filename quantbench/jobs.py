@@ -184,6 +184,9 @@ def benchmark_job(smk) -> None:
         try:
             with _engine_session(engine, launch, smk.log.server) as startup:
                 facts["startup"] = startup
+                # A server engine lives in its own environment: its log names its version.
+                logged_version = (startup.get("engine_version") or {}).get("value")
+                prov["engine_version"] = logged_version or prov["engine_version"]
                 measure_start = time.perf_counter()
                 tokenizer = AutoTokenizer.from_pretrained(launch["checkpoint"])
                 for name in supported:
@@ -220,37 +223,52 @@ def benchmark_job(smk) -> None:
 
 
 def evaluate_job(smk) -> None:
-    from quantbench.evaluate import run_lm_eval
+    """lm-eval on the cell as it is served: the in-process `hf` model for Transformers, the
+    engine's own server (started here, stopped after) for vLLM / SGLang. quality.json keeps the
+    preflight, the post-run checks and their flags beside the scores, also for a failed run."""
+    from quantbench.engines import get_engine
+    from quantbench.evaluate import run_evaluation
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
         cfg = dict(smk.params.evaluation)
+        settings = dict(smk.params.settings)
+        w = smk.wildcards
+        engine = get_engine(w.engine)(settings)
         prov = provenance(
-            model=smk.wildcards.model,
-            quantization=smk.wildcards.quant,
-            engine=smk.wildcards.engine,
-            settings={"evaluation": cfg},
+            model=w.model,
+            quantization=w.quant,
+            engine=w.engine,
+            engine_version=engine.version(),
+            settings={"evaluation": cfg, "engine": settings},
         )
         doc = {"provenance": prov}
+        samples = Path(smk.output.samples)
         if launch["status"] != OK:
             doc.update(status=FAILED, reason=f"upstream: {launch['reason']}")
         elif launch["weights"] != "checkpoint":
             doc.update(status=NOT_APPLICABLE, reason="random weights (dummy model): no quality")
         else:
+            result: dict = {}
             try:
-                doc.update(
-                    status=OK,
-                    **run_lm_eval(
-                        launch["checkpoint"],
-                        dict(smk.params.settings),
-                        cfg,
-                        Path(smk.output.samples),
-                    ),
-                )
+                if engine.in_process:
+                    run_evaluation(launch["checkpoint"], settings, cfg, samples, result)
+                else:
+                    with engine.serve(launch, smk.log.server) as server:
+                        run_evaluation(
+                            launch["checkpoint"],
+                            settings,
+                            cfg,
+                            samples,
+                            result,
+                            base_url=server.base_url,
+                            model_name=launch["served_model_name"],
+                        )
+                doc.update(status=OK, **result)
             except Exception as err:  # noqa: BLE001
-                doc.update(_failure(err))
-        if not Path(smk.output.samples).exists():
-            Path(smk.output.samples).write_text("")
+                doc.update(result, **_failure(err))
+        if not samples.exists():
+            samples.write_text("")
         write_json(smk.output.quality, doc)
 
 
@@ -265,6 +283,8 @@ def report_job(smk) -> None:
             list(smk.input.quality),
             list(smk.input.quant),
             out,
+            samples=list(smk.input.samples),
+            config=dict(smk.params.config),
         )
 
 

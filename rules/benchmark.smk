@@ -15,7 +15,7 @@ rule benchmark:
         main=f"{RESULTS}/logs/benchmark/{{model}}/{{quant}}/{{engine}}.log",
         server=f"{RESULTS}/logs/server/{{model}}/{{quant}}/{{engine}}.log",
     conda:
-        "../envs/transformers.yaml"
+        engine_env
     threads: workflow.cores
     resources:
         gpu=gpus,

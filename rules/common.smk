@@ -100,3 +100,9 @@ def eval_inputs(wildcards):
     if not config["evaluation"]["enabled"]:
         return []
     return cell_path("eval", "quality.json")
+
+
+def engine_env(wildcards):
+    """Each engine's own environment (`--sdm conda`): vLLM and SGLang pin different torches."""
+    return f"../envs/{wildcards.engine}.yaml"
+
