@@ -273,7 +273,13 @@ def write_table(df: pd.DataFrame, stem: Path, title: str) -> None:
 
 
 def build_report(
-    bench: list[str], facts: list[str], quality: list[str], quant: list[str], out: Path
+    bench: list[str],
+    facts: list[str],
+    quality: list[str],
+    quant: list[str],
+    out: Path,
+    samples: list[str] = (),
+    config: dict | None = None,
 ) -> dict:
     cells = load_bench(bench)
     atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
@@ -286,7 +292,10 @@ def build_report(
     )
     write_table(scenario_table(cells, "batch", BATCH_COLUMNS), out / "batch", "Fixed batches")
     write_table(engine_table(facts, cells), out / "engine", "Engine facts")
-    write_table(quality_table(load_quality(quality)), out / "quality", "Quality (lm-eval)")
+    from quantbench.quality.report import build_quality_report
+
+    # quality.* (with flags), gate.* and frontier.*: see quantbench/quality/report.py
+    build_quality_report(quality, samples, cells, engine_table(facts, cells), config or {}, out)
     write_table(load_quant(quant), out / "checkpoints", "Checkpoints")
     plot_speed(cells, out / "speed_vs_input.png")
     return {"cells": len(cells), "speed_rows": len(speed)}

@@ -3,6 +3,9 @@ rule aggregate:
         bench=lambda w: [p for s in SCENARIOS for p in cell_path("bench", f"{s}.json")],
         facts=lambda w: cell_path("bench", "engine.json"),
         quality=eval_inputs,
+        samples=lambda w: [
+            p.replace("quality.json", "samples.jsonl") for p in eval_inputs(w)
+        ],
         quant=lambda w: sorted(
             {f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json" for c in CELLS}
         ),
@@ -35,6 +38,25 @@ rule aggregate:
             caption="../report/speed_plot.rst",
             category="Plots",
         ),
+        gate_md=report(
+            f"{REPORT}/gate.md", caption="../report/gate.rst", category="Quality"
+        ),
+        frontier_md=report(
+            f"{REPORT}/frontier.md",
+            caption="../report/frontier.rst",
+            category="Quality",
+        ),
+        frontier_plot=report(
+            f"{REPORT}/frontier.png",
+            caption="../report/frontier_plot.rst",
+            category="Quality",
+        ),
+        quality_files=[
+            f"{REPORT}/{table}.{ext}"
+            for table in ("gate", "frontier")
+            for ext in ("csv", "html")
+        ]
+        + [f"{REPORT}/frontier.svg"],
         tables=[
             f"{REPORT}/{table}.{ext}"
             for table in REPORT_TABLES
@@ -44,6 +66,9 @@ rule aggregate:
         f"{RESULTS}/logs/aggregate.log",
     conda:
         "../envs/transformers.yaml"
+    params:
+        # the gate, published check and frontier read these (quantbench/quality/report.py)
+        config={k: config.get(k) for k in ("evaluation", "models", "quantizations")},
     script:
         "../scripts/aggregate.py"
 

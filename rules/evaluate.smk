@@ -1,5 +1,6 @@
 # Quality with lm-evaluation-harness: same tasks, samples, seed and settings for every
-# quantization of a model.
+# quantization of a model. A served engine is evaluated through its own server, started by
+# this job (the benchmark job's server is gone by then; see README, "Job shape").
 
 
 rule evaluate:
@@ -9,7 +10,8 @@ rule evaluate:
         quality=f"{RESULTS}/eval/{{model}}/{{quant}}/{{engine}}/quality.json",
         samples=f"{RESULTS}/eval/{{model}}/{{quant}}/{{engine}}/samples.jsonl",
     log:
-        f"{RESULTS}/logs/evaluate/{{model}}/{{quant}}/{{engine}}.log",
+        main=f"{RESULTS}/logs/evaluate/{{model}}/{{quant}}/{{engine}}.log",
+        server=f"{RESULTS}/logs/server-eval/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/eval.yaml"
     threads: workflow.cores
