@@ -1,5 +1,6 @@
 """The streaming client against the reference server (loopback), and exact-length prompts."""
 
+import gc
 import socket
 import sys
 import time
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quantbench.client import (
     arrival_offsets,
     load_records,
+    loop_factory,
     make_prompt_ids,
     make_prompt_text,
     run_load_sync,
@@ -79,6 +81,22 @@ def test_records_complete_and_near_truth(server, tmp_path):
     # The raw dump recomputes the same metrics.
     again = load_records(str(raw))
     assert compute_metrics(again).as_dict() == compute_metrics(recs).as_dict()
+
+
+def test_gc_paused_only_while_measuring_and_loops(server):
+    """A full GC pass mid-run stalls every chunk stamp; the client pauses GC and restores it."""
+    url, truth_path = server
+    assert gc.isenabled()
+    for loop in ("asyncio", "auto"):
+        recs = run_load_sync(url, "refmodel", [[1] * 8] * 2, 4, loop=loop, id_prefix="gc" + loop)
+        assert all(r.ok for r in recs) and gc.isenabled() and gc.get_freeze_count() == 0
+    assert loop_factory("asyncio") is None
+    try:
+        import uvloop
+    except ImportError:
+        assert loop_factory("auto") is None
+    else:
+        assert loop_factory("auto") is uvloop.new_event_loop
 
 
 def test_concurrency_limit_respected(server):

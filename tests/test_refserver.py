@@ -120,3 +120,17 @@ def test_other_endpoints(server):
                 assert d["choices"][0]["text"] == " a" * 3
 
     asyncio.run(go())
+
+
+def test_uvloop_server_logs_truth(tmp_path):
+    pytest.importorskip("uvloop")
+    truth = tmp_path / "truth.jsonl"
+    with start_refserver(
+        "--uvloop", "--ttft-ms", "50", "--itl-ms", "10", "--truth-log", str(truth)
+    ) as url:
+        ttft, events = asyncio.run(_stream(url, _body(max_tokens=10, ignore_eos=True), "t-uv"))
+    assert events[-1] == b"[DONE]" and 0.045 < ttft < 0.25
+    time.sleep(0.1)
+    t = read_truth(truth)[0]
+    # libuv timers have 1 ms resolution: up to 1 ms early is allowed, and the log says so.
+    assert len(t["chunk_times"]) == 10 and 0.049 <= t["chunk_times"][0] - t["recv_time"] < 0.1

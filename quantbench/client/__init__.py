@@ -6,11 +6,13 @@ from quantbench.client.stream import (
     arrival_offsets,
     dump_records,
     load_records,
+    loop_factory,
     run_load,
     run_load_sync,
 )
 
 __all__ = [
+    "loop_factory",
     "StreamRecord",
     "arrival_offsets",
     "dump_records",

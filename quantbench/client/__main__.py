@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from quantbench.client.prompts import make_prompt_ids
-from quantbench.client.stream import run_load
+from quantbench.client.stream import loop_factory, run_load
 from quantbench.metrics import compute_metrics
 
 
@@ -50,37 +50,43 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--id-prefix", default="qb")
     ap.add_argument("--extra-body", default=None, help="JSON merged into every request body")
     ap.add_argument("--slo-ms", default=None, help='JSON, e.g. {"ttft": 200, "tpot": 50}')
+    ap.add_argument(
+        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="auto: uvloop if any"
+    )
     ap.add_argument("--raw-out", default=None)
     ap.add_argument("--summary-out", default=None)
     a = ap.parse_args(argv)
     prompts = _prompts(a)
+    factory = loop_factory(a.loop)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    records = asyncio.run(
-        run_load(
-            a.base_url,
-            a.model,
-            prompts,
-            a.output_len,
-            endpoint=a.endpoint,
-            concurrency=a.concurrency,
-            request_rate=a.request_rate,
-            burstiness=a.burstiness,
-            seed=a.seed,
-            warmup=a.warmup,
-            timeout_s=a.timeout_s,
-            ramp_s=a.ramp_s,
-            extra_body=json.loads(a.extra_body) if a.extra_body else None,
-            expected_prompt_tokens=None if a.endpoint == "chat" else a.input_len,
-            id_prefix=a.id_prefix,
-            raw_path=a.raw_out,
+    with asyncio.Runner(loop_factory=factory) as runner:
+        records = runner.run(
+            run_load(
+                a.base_url,
+                a.model,
+                prompts,
+                a.output_len,
+                endpoint=a.endpoint,
+                concurrency=a.concurrency,
+                request_rate=a.request_rate,
+                burstiness=a.burstiness,
+                seed=a.seed,
+                warmup=a.warmup,
+                timeout_s=a.timeout_s,
+                ramp_s=a.ramp_s,
+                extra_body=json.loads(a.extra_body) if a.extra_body else None,
+                expected_prompt_tokens=None if a.endpoint == "chat" else a.input_len,
+                id_prefix=a.id_prefix,
+                raw_path=a.raw_out,
+            )
         )
-    )
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     m = compute_metrics(records, slo_ms=json.loads(a.slo_ms) if a.slo_ms else None)
     summary = {
         **m.as_dict(),
         "client_cpu_s": cpu,
         "client_wall_s": wall,
+        "event_loop": "uvloop" if factory else "asyncio",
         "prompt_mismatches": sum(r.prompt_mismatch for r in records),
         "output_mismatches": sum(r.output_mismatch for r in records),
         "errors": sorted({r.error for r in records if r.error})[:5],
