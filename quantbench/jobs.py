@@ -41,6 +41,7 @@ def model_job(smk) -> None:
 
 def quantize_job(smk, method_cls) -> None:
     """Quantize with `method_cls` (a quantbench.quant.QuantMethod); a failure is recorded."""
+    from quantbench.plan import COMMON_QUANT_KEYS
     from quantbench.quant import run_quantization
 
     with logged(smk.log[0]):
@@ -53,7 +54,7 @@ def quantize_job(smk, method_cls) -> None:
             engine=None,
             settings={"quantization": spec, "calibration": dict(smk.params.calibration)},
         )
-        params = {k: v for k, v in spec.items() if k not in ("method", "kernel", "reference_quant")}
+        params = {k: v for k, v in spec.items() if k not in COMMON_QUANT_KEYS}
         try:
             run_quantization(
                 method_cls(params),
