@@ -6,19 +6,16 @@ lm-eval, and is skipped where that server is not installed. About 4 minutes on 2
 """
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from test_e2e import copy_workflow, snakemake
+from test_vllm_cpu import VLLM
 
 from quantbench.evaluate import lm_eval_runs
 
-VLLM = Path(
-    os.environ.get("QB_VLLM", Path(__file__).resolve().parent.parent / ".venv-vllm/bin/vllm")
-)
 TYPES = {"qb_mc": "multiple_choice", "qb_gen": "generate_until"}
 CFG = {"tasks": ["qb_mc", "qb_gen"], "seed": 1, "num_concurrent": 2, "max_retries": 1}
 
