@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -80,6 +81,14 @@ def _squeue(*job_ids: str) -> list[str]:
         check=False,
     ).stdout
     return out.split()
+
+
+def _job_state(job_id: str) -> str:
+    """The job's state as the controller keeps it after the end (MinJobAge)."""
+    show = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=False
+    ).stdout
+    return re.search(r"JobState=(\w+)", show).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +177,12 @@ def test_a_cancelled_run_leaves_no_job_and_no_half_written_result(tmp_path):
     proc.send_signal(signal.SIGINT)  # Ctrl-C: Snakemake scancels what it submitted
     out, _ = proc.communicate(timeout=180)
     jobs = dict(SUBMITTED.findall("".join(lines) + out))
+    # scancel signals the job; it stays COMPLETING until its processes exit (KillWait, 30 s).
+    deadline = time.monotonic() + 120
+    while _squeue(*jobs) and time.monotonic() < deadline:
+        time.sleep(2)
     assert _squeue(*jobs) == []
+    bench_job = next(job for job, rule in jobs.items() if rule == "benchmark")
+    assert _job_state(bench_job) == "CANCELLED"  # cancelled, not left to run to its end
     bench = work / "results/bench/tiny-qwen3/bf16/transformers/single.json"
     assert not bench.exists()  # the cancelled measurement left nothing that looks finished
