@@ -185,7 +185,49 @@ def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list
     return rows, raw
 
 
-SCENARIO_RUNNERS = {"single": run_single, "serving": run_serving, "batch": run_batch}
+def run_engine_client(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list, list]:
+    """The project's client, then the engine's own benchmark tool, on the same server with the
+    same fixed-length workload: one row per client, under the same metric names."""
+    from quantbench.client.prompts import make_prompt_ids
+    from quantbench.engines.own_client import TOOLS, Workload
+
+    w = Workload.from_config(cfg)
+    base = {
+        "scenario": "engine_client",
+        "request_rate": w.request_rate or float("inf"),
+        "max_concurrency": w.max_concurrency,
+        "num_prompts": w.num_prompts,
+        "input_len": w.input_len,
+        "output_len": w.output_len,
+    }
+    bar = tqdm(range(w.num_prompts), desc="prompts", disable=not progress, file=sys.__stderr__)
+    prompts = [make_prompt_ids(tokenizer, w.input_len, seed=w.seed + i) for i in bar]
+    records = engine.run_requests(
+        prompts,
+        w.output_len,
+        request_rate=base["request_rate"],
+        concurrency=w.max_concurrency,
+        seed=w.seed,
+        warmup=1,
+    )
+    m = compute_metrics(records)
+    ours = {**base, "client": "quantbench", **m.as_dict(), "status": OK}
+    if m.failed:
+        ours.update(status=FAILED if m.completed == 0 else "partial", reason=f"{m.failed} failed")
+    try:
+        theirs = {**base, **engine.own_client(w), "status": OK}
+    except Exception as err:  # noqa: BLE001 - the other client's failure is its row's result
+        tool = TOOLS[engine.name][0]
+        theirs = {**base, "client": tool, "status": FAILED, "reason": str(err)[:1500]}
+    return [ours, theirs], [r.to_dict() for r in records]
+
+
+SCENARIO_RUNNERS = {
+    "single": run_single,
+    "serving": run_serving,
+    "batch": run_batch,
+    "engine_client": run_engine_client,
+}
 
 
 def failed_rows(scenario: str, cfg: dict, status: str, reason: str) -> list[dict]:

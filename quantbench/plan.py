@@ -73,8 +73,20 @@ def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:
                 raise _unknown(f"quantizations.{name}: key", key, allowed)
 
 
+# Engines that build a quantized model's tensors themselves (--load-format dummy).
+WEIGHTLESS_ENGINES = frozenset({"vllm", "sglang"})
+
+
 def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:
     """None if the cell can run; else why not."""
+    if config["quantizations"][cell.quant]["method"] == "layout":  # quant/layout.py
+        source = config["models"][cell.model].get("source")
+        if cell.engine not in WEIGHTLESS_ENGINES or source != "dummy":
+            return (
+                f"{where}: {cell.quant} is a weightless layout (method layout): it runs only "
+                f"on a dummy model with {sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} "
+                f"(source {source}) with {cell.engine}"
+            )
     fmt = quant_format(config, cell.quant, rules)
     kernel = config["quantizations"][cell.quant].get("kernel")
     if not is_compatible(fmt, cell.engine, kernel):

@@ -61,7 +61,7 @@ def load_quant(paths: list[str]) -> pd.DataFrame:
                 scheme=doc.get("scheme"),
                 weight_bits=doc.get("weight_bits"),
                 group_size=doc.get("group_size"),
-                size_mb=doc["size_bytes"] / 2**20,
+                size_mb=doc["size_bytes"] / 2**20 if doc["size_bytes"] else None,
                 compression_ratio=doc["compression_ratio"],
                 quantize_s=doc["quantize_seconds"],
             )
@@ -153,6 +153,28 @@ SERVING_COLUMNS = [
     "e2el_p90_ms",
     "dispatch_delay_mean_ms",
     "goodput",
+]
+CLIENT_COLUMNS = [
+    "client",
+    "status",
+    "request_rate",
+    "max_concurrency",
+    "num_prompts",
+    "input_len",
+    "output_len",
+    "completed",
+    "request_throughput",
+    "output_throughput",
+    "ttft_mean_ms",
+    "ttft_median_ms",
+    "ttft_p99_ms",
+    "tpot_mean_ms",
+    "tpot_median_ms",
+    "tpot_p99_ms",
+    "itl_mean_ms",
+    "itl_p99_ms",
+    "e2el_mean_ms",
+    "e2el_median_ms",
 ]
 BATCH_COLUMNS = [
     "batch_size",
@@ -291,6 +313,11 @@ def build_report(
         "Online serving (vLLM metric definitions; latencies in ms)",
     )
     write_table(scenario_table(cells, "batch", BATCH_COLUMNS), out / "batch", "Fixed batches")
+    write_table(
+        scenario_table(cells, "engine_client", CLIENT_COLUMNS),
+        out / "clients",
+        "The project's client and the engine's own on the same server and workload",
+    )
     write_table(engine_table(facts, cells), out / "engine", "Engine facts")
     from quantbench.quality.report import build_quality_report
 

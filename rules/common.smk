@@ -21,7 +21,15 @@ validate(config, schema="../config/schema/config.schema.yaml")
 RESULTS = "results"
 REPORT = f"{RESULTS}/report"
 SCENARIOS = config["benchmark"]["scenarios"]
-REPORT_TABLES = ["speed", "serving", "batch", "engine", "quality", "checkpoints"]
+REPORT_TABLES = [
+    "speed",
+    "serving",
+    "batch",
+    "clients",
+    "engine",
+    "quality",
+    "checkpoints",
+]
 QUANT_RULES = {}
 
 
@@ -105,4 +113,3 @@ def eval_inputs(wildcards):
 def engine_env(wildcards):
     """Each engine's own environment (`--sdm conda`): vLLM and SGLang pin different torches."""
     return f"../envs/{wildcards.engine}.yaml"
-

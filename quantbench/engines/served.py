@@ -77,7 +77,7 @@ def group_rss_mb(pgid: int) -> float:
 
 class ServedEngine:
     in_process = False
-    scenarios = ("single", "serving", "batch")
+    scenarios = ("single", "serving", "batch", "engine_client")
     packages: tuple[str, ...] = ()
     flag_keys: frozenset = frozenset()
 
@@ -130,6 +130,7 @@ class ServedEngine:
     def serve(self, launch: dict, log_path: str):
         """The server, up and healthy, for the body; its whole process group stopped after."""
         self.model_name = launch["served_model_name"]
+        self.checkpoint = launch["checkpoint"]
         self.server = ManagedServer(
             launch["cmd"],
             env=launch["env"],
@@ -176,6 +177,18 @@ class ServedEngine:
             **load,
         )
 
+    def own_client(self, workload) -> dict:
+        """The engine's own benchmark tool on this server (scenario `engine_client`)."""
+        from quantbench.engines.own_client import run_own_client
+
+        default = "vllm" if self.name == "vllm" else "python3"
+        exe = self.settings.get("executable") or default
+        work = Path(self.server.log_path).parent.resolve()  # the tool runs there
+        tokenizer = str(Path(self.checkpoint).resolve())
+        return run_own_client(
+            self.name, exe, self.server.base_url, self.model_name, tokenizer, workload, work
+        )
+
     def generate(self, prompt_ids: list[int], output_len: int):
         (record,) = self.run_requests([prompt_ids], output_len, concurrency=1)
         if record.error:
@@ -220,6 +233,7 @@ class ExternalEngine(ServedEngine):
     workflow launches and stops nothing, and reads no start-up log."""
 
     packages = ()
+    scenarios = ("single", "serving", "batch")  # no engine of ours, so no engine's own client
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         return {
@@ -245,4 +259,3 @@ class ExternalEngine(ServedEngine):
 
     def measure_memory(self) -> dict:
         return {"peak_mem_mb": float("nan"), "mem_method": "not measured (external server)"}
-

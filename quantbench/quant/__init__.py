@@ -29,6 +29,7 @@ def get_quant_method(name: str) -> type[QuantMethod]:
     from quantbench.quant import (  # noqa: F401
         gguf_method,
         gptqmodel_method,
+        layout,
         llmcompressor_method,
         passthrough,
         prequantized,
@@ -146,8 +147,9 @@ def run_quantization(
         facts["path"] = str(final)
     elif tmp.exists():  # used in place: drop any scratch
         shutil.rmtree(tmp)
-    size = dir_size_bytes(Path(facts["path"]))
     base_size, base_method = bf16_size_bytes(src)
+    # A weightless layout (method `layout`) has no size on disk to compare.
+    size = dir_size_bytes(Path(facts["path"])) if has_weight_files(facts["path"]) else None
     manifest = {
         "status": "ok",
         "method": method.name,
