@@ -163,7 +163,7 @@ def run_ours(url: str, c: int, n: int, a, work: Path) -> dict:
         "--num-prompts", str(n), "--input-len", str(a.input_len),
         "--output-len", str(a.output_len), "--concurrency", str(c), "--id-prefix", prefix,
         "--seed", str(a.seed), "--raw-out", str(raw), "--summary-out", str(summ),
-        "--timeout-s", "600",
+        "--timeout-s", "600", "--loop", a.loop,
     ]  # fmt: skip
     sampler = run_client(cmd, work / f"{prefix}.log")
     recs = load_records(str(raw))
@@ -424,6 +424,7 @@ def main() -> None:
         default=1,
         help="runs per client and level; the table shows the run of median TTFT error",
     )
+    ap.add_argument("--loop", default="auto", help="our client's event loop (auto|asyncio|uvloop)")
     ap.add_argument("--input-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=256)
     ap.add_argument("--ttft-ms", type=float, default=50.0)

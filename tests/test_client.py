@@ -21,6 +21,7 @@ from quantbench.client import (
     tokenize_via_server,
 )
 from quantbench.client.prompts import count_prompt_tokens
+from quantbench.client.stream import _KernelStampedSocket, realtime_offset_ns
 from quantbench.metrics import compute_metrics
 from quantbench.refserver import max_overlap, read_truth, start_refserver
 
@@ -90,13 +91,33 @@ def test_gc_paused_only_while_measuring_and_loops(server):
     for loop in ("asyncio", "auto"):
         recs = run_load_sync(url, "refmodel", [[1] * 8] * 2, 4, loop=loop, id_prefix="gc" + loop)
         assert all(r.ok for r in recs) and gc.isenabled() and gc.get_freeze_count() == 0
+        # Linux: asyncio's transports read through our recvmsg, so stamps are the kernel's.
+        assert {r.stamp_source for r in recs} == {"kernel"}
     assert loop_factory("asyncio") is None
+    assert loop_factory("auto") is None  # kernel receive stamps need asyncio's loop
     try:
         import uvloop
     except ImportError:
-        assert loop_factory("auto") is None
-    else:
-        assert loop_factory("auto") is uvloop.new_event_loop
+        return
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    recs = run_load_sync(url, "refmodel", [[1] * 8], 4, loop="uvloop", id_prefix="uv")
+    assert recs[0].ok and recs[0].stamp_source == "read"  # C transports: read-time stamps
+
+
+def test_kernel_stamp_is_arrival_time_not_read_time():
+    """Bytes that wait in the socket keep the time they arrived, on perf_counter's clock."""
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    stamped = _KernelStampedSocket(client, realtime_offset_ns())
+    with server, client, peer:
+        sent = time.perf_counter()
+        peer.sendall(b"data: x\n\n")
+        time.sleep(0.05)  # a busy event loop: the read comes 50 ms after the bytes
+        read_at = time.perf_counter()
+        assert stamped.recv(4096) == b"data: x\n\n"
+        assert sent <= stamped.qb_stamp < sent + 0.005 < read_at
+        assert stamped.fileno() == client.fileno()  # everything else goes to the real socket
 
 
 def test_concurrency_limit_respected(server):

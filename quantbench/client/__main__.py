@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--extra-body", default=None, help="JSON merged into every request body")
     ap.add_argument("--slo-ms", default=None, help='JSON, e.g. {"ttft": 200, "tpot": 50}')
     ap.add_argument(
-        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="auto: uvloop if any"
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="auto: asyncio's (kernel receive stamps) on Linux, else uvloop if installed",
     )
     ap.add_argument("--raw-out", default=None)
     ap.add_argument("--summary-out", default=None)
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         "client_cpu_s": cpu,
         "client_wall_s": wall,
         "event_loop": "uvloop" if factory else "asyncio",
+        "stamp_sources": sorted({r.stamp_source for r in records}),
         "prompt_mismatches": sum(r.prompt_mismatch for r in records),
         "output_mismatches": sum(r.output_mismatch for r in records),
         "errors": sorted({r.error for r in records if r.error})[:5],

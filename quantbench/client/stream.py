@@ -7,9 +7,13 @@ Timing (all on ``time.perf_counter()``, CLOCK_MONOTONIC on Linux, shared with th
   just before that write (``on_request_headers_sent`` is the fallback for bodiless requests).
   Connection setup and client-side queueing are therefore *not* in TTFT; they are recorded
   separately as ``connect_time`` (connection acquired) and ``dispatch_delay`` (scheduled -> sent).
-* chunk arrival: stamped when aiohttp's protocol receives the bytes from the socket
-  (``data_received``), not when our coroutine gets round to reading them -- under load the
-  event loop can be milliseconds behind, which would otherwise land in TTFT/ITL.
+* chunk arrival: the kernel's receive timestamp of the bytes (``SO_TIMESTAMPNS``, read with
+  ``recvmsg``; Linux, asyncio's own event loop), so the event loop's delay between the bytes
+  arriving and Python reading them is not in TTFT/ITL at all. Elsewhere (uvloop, whose C
+  transports read the socket themselves, or no timestamp in the reply) the stamp is taken when
+  aiohttp's protocol receives the bytes (``data_received``), not when our coroutine gets round
+  to reading them. Each record names its stamp source. Loopback TCP merges queued segments, so
+  bytes that waited in the socket for a later read carry the latest arrival's stamp.
 * TTFT stops at the first chunk that carries *generated content*: non-empty ``text``,
   ``content``, ``reasoning_content`` or ``reasoning``. Role-only chat chunks (vLLM sends
   ``{"role": "assistant", "content": ""}`` at once) and usage chunks do not count. Every chunk's
@@ -30,6 +34,8 @@ import asyncio
 import gc
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -63,6 +69,7 @@ class StreamRecord(RequestRecord):
     expected_output_tokens: int | None = None
     usage_seen: bool = False
     status: int | None = None
+    stamp_source: str = ""  # "kernel" (SO_TIMESTAMPNS) or "read" (data_received)
 
     @property
     def prompt_mismatch(self) -> bool:
@@ -89,16 +96,86 @@ class StreamRecord(RequestRecord):
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value where Python lacks it
+_TIMESPEC = struct.Struct("qq")
+_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def realtime_offset_ns(samples: int = 20) -> int:
+    """CLOCK_REALTIME - perf_counter's clock (CLOCK_MONOTONIC), from the tightest bracket.
+    Both run at the same (NTP-disciplined) rate, so the offset only moves on a clock step."""
+    best = None
+    for _ in range(samples):
+        m1 = time.perf_counter_ns()
+        r = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        m2 = time.perf_counter_ns()
+        if best is None or m2 - m1 < best[0]:
+            best = (m2 - m1, r - (m1 + m2) // 2)
+    return best[1]
+
+
+def kernel_stamps_available() -> bool:
+    """Does this kernel put SO_TIMESTAMPNS receive stamps on TCP reads? (Linux: yes.)"""
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return hasattr(socket.socket, "recvmsg")
+    except OSError:
+        return False
+
+
+class _KernelStampedSocket:
+    """Stands in for a selector transport's socket: reads with ``recvmsg`` and keeps the
+    kernel's receive timestamp of what was read, on perf_counter's clock. Everything else
+    goes to the real socket."""
+
+    def __init__(self, sock: socket.socket, offset_ns: int):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._qb_sock = sock
+        self._qb_offset_ns = offset_ns
+        self.qb_stamp: float | None = None
+
+    def recv(self, n: int) -> bytes:
+        data, anc, _, _ = self._qb_sock.recvmsg(n, _ANC_SIZE)
+        self.qb_stamp = None
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                self.qb_stamp = (sec * 1_000_000_000 + nsec - self._qb_offset_ns) / 1e9
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._qb_sock, name)
+
+
 class _TimedHandler(ResponseHandler):
     """aiohttp protocol that stamps each socket read: (time, body bytes received so far)."""
 
-    def __init__(self, *a, **kw):
+    def __init__(self, *a, offset_ns: int | None = None, **kw):
         super().__init__(*a, **kw)
         self.qb_payload = None
         self.qb_marks: list[tuple[float, int]] = []
+        self.qb_offset_ns = offset_ns
+        self.qb_kernel: _KernelStampedSocket | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        # asyncio's selector transport reads through `_sock.recv`; uvloop's has no `_sock`.
+        sock = getattr(transport, "_sock", None)
+        if self.qb_offset_ns is not None and isinstance(sock, socket.socket):
+            try:
+                self.qb_kernel = transport._sock = _KernelStampedSocket(sock, self.qb_offset_ns)
+            except OSError:  # no SO_TIMESTAMPNS here: read-time stamps
+                self.qb_kernel = None
+
+    @property
+    def qb_stamp_source(self) -> str:
+        return "kernel" if self.qb_kernel is not None else "read"
 
     def data_received(self, data: bytes) -> None:
         t = perf()
+        if self.qb_kernel is not None and self.qb_kernel.qb_stamp is not None:
+            t = min(t, self.qb_kernel.qb_stamp)
         super().data_received(data)
         p = self._payload
         if p is not None:
@@ -108,11 +185,13 @@ class _TimedHandler(ResponseHandler):
 
 
 class _TimedConnector(aiohttp.TCPConnector):
-    def __init__(self, *a, **kw):
+    def __init__(self, *a, kernel_stamps: bool = True, **kw):
         super().__init__(*a, **kw)
+        offset = realtime_offset_ns() if kernel_stamps and hasattr(socket, "CMSG_SPACE") else None
+        self.qb_offset_ns = offset
         # Private hook; if a future aiohttp drops it we fall back to read-time stamps.
         if hasattr(self, "_factory"):
-            self._factory = lambda: _TimedHandler(loop=self._loop)
+            self._factory = lambda: _TimedHandler(loop=self._loop, offset_ns=offset)
 
 
 def arrival_offsets(
@@ -204,6 +283,7 @@ async def _one(
                     return
                 proto = resp.connection.protocol if resp.connection else None
                 marks = getattr(proto, "qb_marks", None)
+                rec.stamp_source = getattr(proto, "qb_stamp_source", "read")
                 mi = 0
                 async for data in resp.content.iter_any():
                     t_read = perf()
@@ -284,6 +364,7 @@ async def run_load(
     ramp_s: float = 0.0,
     id_prefix: str = "qb",
     raw_path: str | None = None,
+    kernel_stamps: bool = True,
 ) -> list[StreamRecord]:
     """Send one request per prompt, streaming, and return one record per request (in order).
 
@@ -292,7 +373,8 @@ async def run_load(
     and not recorded. ``expected_prompt_tokens`` defaults to len(ids) for id prompts; a
     different server count is flagged (``prompt_mismatch``). ``ramp_s`` spreads the first
     ``concurrency`` sends evenly over that many seconds. ``raw_path``: JSONL dump, one dict per
-    request with every timestamp.
+    request with every timestamp. ``kernel_stamps``: chunk times from the kernel's receive
+    timestamps where the event loop allows it (module docstring).
     """
     base = base_url.rstrip("/").removesuffix("/v1")
     url = base + ("/v1/chat/completions" if endpoint == "chat" else "/v1/completions")
@@ -316,7 +398,11 @@ async def run_load(
         offsets[:first] = np.maximum(offsets[:first], np.arange(first) * ramp_s / first)
 
     connector = _TimedConnector(
-        limit=limit, limit_per_host=limit, force_close=False, enable_cleanup_closed=False
+        kernel_stamps=kernel_stamps,
+        limit=limit,
+        limit_per_host=limit,
+        force_close=False,
+        enable_cleanup_closed=False,
     )
     # read_bufsize: long SSE events must not stall at aiohttp's 256 KiB default buffer.
     async with aiohttp.ClientSession(
@@ -381,13 +467,17 @@ async def run_load(
 
 
 def loop_factory(kind: str = "auto"):
-    """Event loop for a run: uvloop when installed ("auto"), else asyncio's.
+    """Event loop for a run. "auto": asyncio's own loop where the kernel gives receive
+    timestamps (Linux), since only its transports read through a socket we can swap for
+    ``recvmsg``; else uvloop when installed, else asyncio's.
 
-    uvloop's cheaper loop iteration means chunks are stamped closer to their arrival: at 64
-    streams on 2 shared cores it cut the client's CPU by ~40% and its chunk delivery p99 from
-    5.2 to 1.3 ms (benchmarks/README.md).
+    Measured on 2 shared cores against the reference server (benchmarks/README.md): kernel
+    stamps took the ITL p99 error at 16-64 streams from +0.2-0.6 ms (uvloop, read-time stamps)
+    to 0.00 ms and TPOT's to 0.000 ms, for a client CPU of 19% instead of 12% of a core at 64
+    streams. uvloop's cheaper iteration still helps where there are no kernel stamps: it cut
+    chunk delivery p99 from 5.2 to 1.3 ms against asyncio's loop with read-time stamps.
     """
-    if kind == "asyncio":
+    if kind == "asyncio" or (kind == "auto" and kernel_stamps_available()):
         return None
     try:
         import uvloop
