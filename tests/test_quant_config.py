@@ -87,3 +87,45 @@ def test_the_example_config_plans_every_method(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rule in ("llmcompressor", "gguf", "gptqmodel", "prequantized"):
         assert f"quantize_{rule}" in proc.stdout
+
+
+def test_a_weightless_layout_runs_only_on_dummy_models_with_served_engines(config):
+    rules = {**RULES, "layout": QuantRule("layout", None, frozenset({"format", "bits"}))}
+    config["quantizations"]["awq-layout"] = {
+        "method": "layout",
+        "format": "awq",
+        "kernel": "awq_marlin",
+    }
+    config["sweep"]["quantizations"].append("awq-layout")
+    cells, skipped = plan_cells(config, rules)
+    assert not [c for c in cells if c.quant == "awq-layout"]  # tiny-qwen3 has weights
+    assert any("weightless layout" in why and "tiny-qwen3" in why for why in skipped)
+    config["cells"] = [{"model": "qwen3-8b", "quantization": "awq-layout", "engine": "vllm"}]
+    assert Cell("qwen3-8b", "awq-layout", "vllm") in plan_cells(config, rules)[0]
+    config["cells"][0]["engine"] = "transformers"  # builds no tensors from a layout
+    with pytest.raises(ValueError, match=r"cells\[0\]: awq-layout is a weightless layout"):
+        plan_cells(config, rules)
+
+
+@pytest.mark.parametrize(
+    "fmt,bits,block", [("awq", 4, None), ("fp8", 8, "128x128"), ("gptq", 8, None)]
+)
+def test_layout_writes_the_published_quantization_config_and_no_weights(tmp_path, fmt, bits, block):
+    import json
+
+    from quantbench.archs import load_arch
+    from quantbench.quant import has_weight_files
+    from quantbench.quant.layout import Layout
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps(load_arch("Qwen3-8B")))
+    facts = Layout({"format": fmt, "bits": bits}).quantize(src, tmp_path / "out", {})
+    qc = json.loads((tmp_path / "out" / "config.json").read_text())["quantization_config"]
+    assert qc["quant_method"] == fmt and qc.get("bits", 8) == bits == facts["weight_bits"]
+    assert qc.get("weight_block_size") == ([128, 128] if block else None)
+    assert facts["group_size"] == (block or 128)
+    assert not has_weight_files(tmp_path / "out")
+    (src / "model.safetensors").write_bytes(b"x")  # a model with weights: quantize it for real
+    with pytest.raises(ValueError, match="for dummy models"):
+        Layout({"format": fmt}).quantize(src, tmp_path / "again", {})
