@@ -129,14 +129,18 @@ def scenario_table(cells: pd.DataFrame, scenario: str, columns: list[str]) -> pd
     return table.drop(columns="reason").fillna("")
 
 
-SERVING_COLUMNS = [
-    "status",
+# The workload of a serving run, and how much of it completed.
+WORKLOAD_COLUMNS = [
     "request_rate",
     "max_concurrency",
     "num_prompts",
     "input_len",
     "output_len",
     "completed",
+]
+SERVING_COLUMNS = [
+    "status",
+    *WORKLOAD_COLUMNS,
     "failed",
     "request_throughput",
     "output_throughput",
@@ -157,12 +161,7 @@ SERVING_COLUMNS = [
 CLIENT_COLUMNS = [
     "client",
     "status",
-    "request_rate",
-    "max_concurrency",
-    "num_prompts",
-    "input_len",
-    "output_len",
-    "completed",
+    *WORKLOAD_COLUMNS,
     "request_throughput",
     "output_throughput",
     "ttft_mean_ms",

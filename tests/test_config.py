@@ -1,8 +1,6 @@
 """Bad configs fail at parse time with a message naming the key and what is allowed."""
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from quantbench.plan import Cell, ConfigError, QuantRule, plan_cells
+from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
@@ -114,24 +113,7 @@ def test_snakemake_rejects_a_typo_before_any_job(tmp_path, config):
     config["quantizations"]["bf16"]["method"] = "bf61"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "-c1",
-            "--configfile",
-            str(bad),
-            "-d",
-            str(tmp_path / "work"),
-            "-s",
-            str(ROOT / "Snakefile"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = dry_run(bad, tmp_path / "work")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "quantizations.bf16.method: unknown name 'bf61'" in out

@@ -2,8 +2,6 @@
 checkpoint's declared format, and which engine/kernel loads each method's format."""
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from snakemake.utils import validate
 
 from quantbench.compat import COMPAT, FORMATS
 from quantbench.plan import Cell, QuantRule, plan_cells
+from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
@@ -79,11 +78,7 @@ def test_format_is_a_key_only_prequantized_takes(config):
 
 
 def test_the_example_config_plans_every_method(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", str(EXAMPLE),
-         "-d", str(tmp_path), "-s", str(ROOT / "Snakefile")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = dry_run(EXAMPLE, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rule in ("llmcompressor", "gguf", "gptqmodel", "prequantized"):
         assert f"quantize_{rule}" in proc.stdout

@@ -1,13 +1,12 @@
 """config/qwen3_speed.yaml plans exactly the published Qwen3 speed cells, quickly."""
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import yaml
 
 from quantbench.reference import load_qwen3_speed
+from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "qwen3_speed.yaml"
@@ -33,24 +32,7 @@ def test_cells_match_the_published_table():
 
 def test_dry_run_plans_one_benchmark_job_per_published_cell(tmp_path):
     start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "-c1",
-            "--configfile",
-            str(CONFIG),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = dry_run(CONFIG, tmp_path)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-2000:]
     stats = proc.stdout[proc.stdout.index("Job stats") :]
