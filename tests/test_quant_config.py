@@ -120,7 +120,7 @@ def test_layout_writes_the_published_quantization_config_and_no_weights(tmp_path
     assert qc["quant_method"] == fmt and qc.get("bits", 8) == bits == facts["weight_bits"]
     assert qc.get("weight_block_size") == ([128, 128] if block else None)
     assert facts["group_size"] == (block or 128)
-    assert not has_weight_files(tmp_path / "out")
+    assert not has_weight_files(tmp_path / "out") and facts["weightless"]
     (src / "model.safetensors").write_bytes(b"x")  # a model with weights: quantize it for real
     with pytest.raises(ValueError, match="for dummy models"):
         Layout({"format": fmt}).quantize(src, tmp_path / "again", {})

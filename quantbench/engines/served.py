@@ -130,7 +130,7 @@ class ServedEngine:
     def serve(self, launch: dict, log_path: str):
         """The server, up and healthy, for the body; its whole process group stopped after."""
         self.model_name = launch["served_model_name"]
-        self.checkpoint = launch["checkpoint"]
+        self.checkpoint = launch.get("checkpoint")  # the tokenizer for the engine's own client
         self.server = ManagedServer(
             launch["cmd"],
             env=launch["env"],

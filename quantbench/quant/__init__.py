@@ -149,7 +149,7 @@ def run_quantization(
         shutil.rmtree(tmp)
     base_size, base_method = bf16_size_bytes(src)
     # A weightless layout (method `layout`) has no size on disk to compare.
-    size = dir_size_bytes(Path(facts["path"])) if has_weight_files(facts["path"]) else None
+    size = None if facts.get("weightless") else dir_size_bytes(Path(facts["path"]))
     manifest = {
         "status": "ok",
         "method": method.name,

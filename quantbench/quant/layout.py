@@ -67,5 +67,5 @@ class Layout(QuantMethod):
             "weight_bits": qc.get("bits", 8),
             "group_size": qc.get("group_size") or (f"{block[0]}x{block[1]}" if block else None),
             "calibration": None,
-            "weights": "none: the engine fills the quantized tensors (--load-format dummy)",
+            "weightless": True,  # the engine fills the tensors (--load-format dummy)
         }
