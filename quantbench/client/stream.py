@@ -36,6 +36,7 @@ import json
 import re
 import socket
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -127,7 +128,13 @@ def kernel_stamps_available() -> bool:
 class _KernelStampedSocket:
     """Stands in for a selector transport's socket: reads with ``recvmsg`` and keeps the
     kernel's receive timestamp of what was read, on perf_counter's clock. Everything else
-    goes to the real socket."""
+    goes to the real socket.
+
+    It reads into one preallocated buffer per thread: asyncio asks for 256 KiB per read, and a
+    fresh 256 KiB bytes object per read (what ``recv`` does) is an mmap/munmap pair, ~12 us of
+    a ~20 us read on this machine."""
+
+    _local = threading.local()
 
     def __init__(self, sock: socket.socket, offset_ns: int):
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -135,14 +142,22 @@ class _KernelStampedSocket:
         self._qb_offset_ns = offset_ns
         self.qb_stamp: float | None = None
 
+    @classmethod
+    def _buffer(cls, n: int) -> memoryview:
+        view = getattr(cls._local, "view", None)
+        if view is None or len(view) < n:
+            view = cls._local.view = memoryview(bytearray(max(n, 1 << 18)))
+        return view
+
     def recv(self, n: int) -> bytes:
-        data, anc, _, _ = self._qb_sock.recvmsg(n, _ANC_SIZE)
+        view = self._buffer(n)
+        nbytes, anc, _, _ = self._qb_sock.recvmsg_into([view[:n]], _ANC_SIZE)
         self.qb_stamp = None
         for level, kind, raw in anc:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 sec, nsec = _TIMESPEC.unpack_from(raw)
                 self.qb_stamp = (sec * 1_000_000_000 + nsec - self._qb_offset_ns) / 1e9
-        return data
+        return bytes(view[:nbytes])
 
     def __getattr__(self, name):
         return getattr(self._qb_sock, name)
