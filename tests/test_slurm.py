@@ -159,7 +159,9 @@ def test_a_cancelled_run_leaves_no_job_and_no_half_written_result(tmp_path):
     work = copy_workflow(tmp_path)
     cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
     cfg["quantizations"] = {"bf16": cfg["quantizations"]["bf16"]}
-    cfg["benchmark"]["single"].update(input_lengths=[1, 1024, 2048], output_len=256, repeats=3)
+    # Minutes of work (20 requests x 2048 tokens at ~280 tok/s), so the job cannot end on its
+    # own before Snakemake cancels it.
+    cfg["benchmark"]["single"].update(input_lengths=[1, 1024], output_len=2048, repeats=10)
     cfg["evaluation"]["enabled"] = False
     (work / "test.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile"]
