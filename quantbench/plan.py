@@ -32,6 +32,8 @@ class QuantRule:
     method: str
     format: str | None  # None: each config entry states its own `format`
     params: frozenset = frozenset()
+    # No weights: only a dummy model on an engine that builds the tensors itself can run it.
+    weightless: bool = False
 
 
 def _unknown(key: str, value: str, allowed) -> ConfigError:
@@ -79,11 +81,12 @@ WEIGHTLESS_ENGINES = frozenset({"vllm", "sglang"})
 
 def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:
     """None if the cell can run; else why not."""
-    if config["quantizations"][cell.quant]["method"] == "layout":  # quant/layout.py
+    method = config["quantizations"][cell.quant]["method"]
+    if rules[method].weightless:
         source = config["models"][cell.model].get("source")
         if cell.engine not in WEIGHTLESS_ENGINES or source != "dummy":
             return (
-                f"{where}: {cell.quant} is a weightless layout (method layout): it runs only "
+                f"{where}: {cell.quant} is a weightless layout (method {method}): it runs only "
                 f"on a dummy model with {sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} "
                 f"(source {source}) with {cell.engine}"
             )

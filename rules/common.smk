@@ -33,9 +33,11 @@ REPORT_TABLES = [
 QUANT_RULES = {}
 
 
-def register_quant_rule(method, format, params=()):
-    """Declare a quantize rule's method, its checkpoint format and its config keys."""
-    QUANT_RULES[method] = QuantRule(method, format, frozenset(params))
+def register_quant_rule(method, format, params=(), weightless=False):
+    """Declare a quantize rule's method, its checkpoint format and its config keys; a
+    weightless method writes a layout the served engine fills (`--load-format dummy`).
+    """
+    QUANT_RULES[method] = QuantRule(method, format, frozenset(params), weightless)
 
 
 def quants_of(method):

@@ -3,7 +3,7 @@
 
 
 # format=None: each entry's own `format:` (awq | fp8 | gptq) is its checkpoint format.
-register_quant_rule("layout", format=None, params=["format", "bits"])
+register_quant_rule("layout", format=None, params=["format", "bits"], weightless=True)
 
 
 rule quantize_layout:

@@ -85,7 +85,7 @@ def test_the_example_config_plans_every_method(tmp_path):
 
 
 def test_a_weightless_layout_runs_only_on_dummy_models_with_served_engines(config):
-    rules = {**RULES, "layout": QuantRule("layout", None, frozenset({"format", "bits"}))}
+    rules = {**RULES, "layout": QuantRule("layout", None, frozenset({"format", "bits"}), True)}
     config["quantizations"]["awq-layout"] = {
         "method": "layout",
         "format": "awq",
