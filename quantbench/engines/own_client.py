@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # Our name -> the key in the tool's result file, per tool. SGLang calls e2e latency
 # "e2e_latency", vLLM "e2el"; both write p99 and median, and take mean as "mean_*".
@@ -72,9 +74,15 @@ def sglang_command(py: str, url: str, model: str, tokenizer: str, w: Workload, o
     return cmd
 
 
+class Tool(NamedTuple):
+    name: str
+    command: Callable[..., list]  # (executable, url, model, tokenizer, workload, result path)
+    keys: dict[str, str]  # our metric name -> the key in its result file
+
+
 TOOLS = {
-    "vllm": ("vllm bench serve", vllm_command, VLLM_KEYS),
-    "sglang": ("sglang.bench_serving", sglang_command, SGLANG_KEYS),
+    "vllm": Tool("vllm bench serve", vllm_command, VLLM_KEYS),
+    "sglang": Tool("sglang.bench_serving", sglang_command, SGLANG_KEYS),
 }
 
 
@@ -82,7 +90,7 @@ def read_result(engine: str, path: Path) -> dict:
     """The tool's figures under our names (vLLM: one JSON object; SGLang: JSONL, last line)."""
     text = path.read_text().strip()
     doc = json.loads(text.splitlines()[-1] if engine == "sglang" else text)
-    return {ours: doc.get(theirs) for ours, theirs in TOOLS[engine][2].items()}
+    return {ours: doc.get(theirs) for ours, theirs in TOOLS[engine].keys.items()}
 
 
 def run_own_client(
@@ -90,11 +98,11 @@ def run_own_client(
 ) -> dict:
     """Run the engine's tool to completion (its output kept in a log beside the server's);
     its figures, or a RuntimeError with the log's tail."""
-    name, build, _ = TOOLS[engine]
+    name = TOOLS[engine].name
     out = work / f"{engine}-own-client-result.json"
     log_path = work / f"{engine}-own-client.log"
     out.unlink(missing_ok=True)
-    cmd = build(exe, url, model, tokenizer, w, out)
+    cmd = TOOLS[engine].command(exe, url, model, tokenizer, w, out)
     with open(log_path, "w") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()

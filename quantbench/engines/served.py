@@ -131,6 +131,7 @@ class ServedEngine:
         """The server, up and healthy, for the body; its whole process group stopped after."""
         self.model_name = launch["served_model_name"]
         self.checkpoint = launch.get("checkpoint")  # the tokenizer for the engine's own client
+        self.executable = launch["cmd"][0]  # `vllm`, or the Python that runs SGLang
         self.server = ManagedServer(
             launch["cmd"],
             env=launch["env"],
@@ -181,12 +182,17 @@ class ServedEngine:
         """The engine's own benchmark tool on this server (scenario `engine_client`)."""
         from quantbench.engines.own_client import run_own_client
 
-        default = "vllm" if self.name == "vllm" else "python3"
-        exe = self.settings.get("executable") or default
         work = Path(self.server.log_path).parent.resolve()  # the tool runs there
         tokenizer = str(Path(self.checkpoint).resolve())
+        # The server's own executable: the tool comes from the engine's environment.
         return run_own_client(
-            self.name, exe, self.server.base_url, self.model_name, tokenizer, workload, work
+            self.name,
+            self.executable,
+            self.server.base_url,
+            self.model_name,
+            tokenizer,
+            workload,
+            work,
         )
 
     def generate(self, prompt_ids: list[int], output_len: int):
