@@ -104,41 +104,55 @@ def _random_lengths(mean: int, range_ratio: float, n: int, rng) -> list[int]:
     return [int(x) for x in rng.integers(lo, hi + 1, size=n)]
 
 
-def run_serving(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
-    """Online serving: `num_prompts` requests at a (Poisson/gamma) request rate and/or a
-    concurrency limit; one summary row of vLLM-defined metrics, plus the raw records."""
+def _run_load(engine, tokenizer, lengths, cfg: dict, progress: bool, **load) -> list:
+    """Exact-length prompts (one per entry of `lengths`, seeded from cfg["seed"]) streamed
+    through the engine's server with `output_len` tokens each; the raw records."""
     from quantbench.client.prompts import make_prompt_ids
 
-    rng = np.random.default_rng(cfg["seed"])
-    lengths = _random_lengths(cfg["input_len"], cfg["range_ratio"], cfg["num_prompts"], rng)
     bar = tqdm(lengths, desc="prompts", disable=not progress, file=sys.__stderr__)
     prompts = [make_prompt_ids(tokenizer, n, seed=cfg["seed"] + i) for i, n in enumerate(bar)]
     rate = cfg.get("request_rate") or float("inf")
-    records = engine.run_requests(
+    return engine.run_requests(
         prompts,
         cfg["output_len"],
         request_rate=rate,
         concurrency=cfg.get("max_concurrency"),
-        burstiness=cfg["burstiness"],
         seed=cfg["seed"],
-        warmup=cfg["warmup"],
+        **load,
     )
-    m = compute_metrics(records, slo_ms=cfg.get("slo_ms") or None)
-    wrong = sum(r.output_tokens != cfg["output_len"] for r in records if r.ok)
-    row = {
-        "scenario": "serving",
-        "request_rate": rate,
+
+
+def _workload(cfg: dict) -> dict:
+    """A load run's workload, as its rows show it."""
+    return {
+        "request_rate": cfg.get("request_rate") or float("inf"),
         "max_concurrency": cfg.get("max_concurrency"),
         "num_prompts": cfg["num_prompts"],
         "input_len": cfg["input_len"],
         "output_len": cfg["output_len"],
-        **m.as_dict(),
-        "status": OK,
     }
+
+
+def _load_row(records: list, cfg: dict, **row) -> dict:
+    """vLLM-defined metrics of a load run, as one row with its workload; `failed` or `partial`
+    when requests failed or returned another number of tokens than asked for."""
+    m = compute_metrics(records, slo_ms=cfg.get("slo_ms") or None)
+    wrong = sum(r.output_tokens != cfg["output_len"] for r in records if r.ok)
+    row |= {**_workload(cfg), **m.as_dict(), "status": OK}
     if m.failed or wrong:
         row["status"] = FAILED if m.completed == 0 else "partial"
         row["reason"] = f"{m.failed} requests failed, {wrong} with a wrong output length"
-    return [row], [r.to_dict() for r in records]
+    return row
+
+
+def run_serving(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
+    """Online serving: `num_prompts` requests at a (Poisson/gamma) request rate and/or a
+    concurrency limit; one summary row of vLLM-defined metrics, plus the raw records."""
+    rng = np.random.default_rng(cfg["seed"])
+    lengths = _random_lengths(cfg["input_len"], cfg["range_ratio"], cfg["num_prompts"], rng)
+    load = {"burstiness": cfg["burstiness"], "warmup": cfg["warmup"]}
+    records = _run_load(engine, tokenizer, lengths, cfg, progress, **load)
+    return [_load_row(records, cfg, scenario="serving")], [r.to_dict() for r in records]
 
 
 def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
@@ -188,36 +202,19 @@ def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list
 def run_engine_client(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list, list]:
     """The project's client, then the engine's own benchmark tool, on the same server with the
     same fixed-length workload: one row per client, under the same metric names."""
-    from quantbench.client.prompts import make_prompt_ids
+    from dataclasses import asdict
+
     from quantbench.engines.own_client import TOOLS, Workload
 
     w = Workload.from_config(cfg)
-    base = {
-        "scenario": "engine_client",
-        "request_rate": w.request_rate or float("inf"),
-        "max_concurrency": w.max_concurrency,
-        "num_prompts": w.num_prompts,
-        "input_len": w.input_len,
-        "output_len": w.output_len,
-    }
-    bar = tqdm(range(w.num_prompts), desc="prompts", disable=not progress, file=sys.__stderr__)
-    prompts = [make_prompt_ids(tokenizer, w.input_len, seed=w.seed + i) for i in bar]
-    records = engine.run_requests(
-        prompts,
-        w.output_len,
-        request_rate=base["request_rate"],
-        concurrency=w.max_concurrency,
-        seed=w.seed,
-        warmup=1,
-    )
-    m = compute_metrics(records)
-    ours = {**base, "client": "quantbench", **m.as_dict(), "status": OK}
-    if m.failed:
-        ours.update(status=FAILED if m.completed == 0 else "partial", reason=f"{m.failed} failed")
+    cfg = asdict(w)  # the schema's defaults are the Workload's
+    records = _run_load(engine, tokenizer, [w.input_len] * w.num_prompts, cfg, progress, warmup=1)
+    ours = _load_row(records, cfg, scenario="engine_client", client="quantbench")
+    base = {"scenario": "engine_client", **_workload(cfg)}
     try:
         theirs = {**base, **engine.own_client(w), "status": OK}
     except Exception as err:  # noqa: BLE001 - the other client's failure is its row's result
-        tool = TOOLS[engine.name][0]
+        tool = TOOLS[engine.name].name
         theirs = {**base, "client": tool, "status": FAILED, "reason": str(err)[:1500]}
     return [ours, theirs], [r.to_dict() for r in records]
 
