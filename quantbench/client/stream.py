@@ -202,7 +202,7 @@ class _TimedHandler(ResponseHandler):
 class _TimedConnector(aiohttp.TCPConnector):
     def __init__(self, *a, kernel_stamps: bool = True, **kw):
         super().__init__(*a, **kw)
-        offset = realtime_offset_ns() if kernel_stamps and hasattr(socket, "CMSG_SPACE") else None
+        offset = realtime_offset_ns() if kernel_stamps and kernel_stamps_available() else None
         self.qb_offset_ns = offset
         # Private hook; if a future aiohttp drops it we fall back to read-time stamps.
         if hasattr(self, "_factory"):
