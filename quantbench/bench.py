@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from quantbench.metrics import RequestRecord, compute_metrics, qwen_speed
 
-OK, FAILED, UNSUPPORTED = "ok", "failed", "unsupported"
+OK, FAILED, UNSUPPORTED, SKIPPED = "ok", "failed", "unsupported", "skipped"
 
 
 def _is_oom(err: BaseException) -> bool:

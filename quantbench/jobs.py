@@ -139,7 +139,13 @@ def benchmark_job(smk) -> None:
     measuring."""
     from transformers import AutoTokenizer
 
-    from quantbench.bench import SCENARIO_RUNNERS, UNSUPPORTED, failed_rows, summarize_rows
+    from quantbench.bench import (
+        SCENARIO_RUNNERS,
+        SKIPPED,
+        UNSUPPORTED,
+        failed_rows,
+        summarize_rows,
+    )
     from quantbench.engines import get_engine
 
     with logged(smk.log[0]):
@@ -167,6 +173,11 @@ def benchmark_job(smk) -> None:
                 rows = failed_rows(name, scenarios[name], status, reason)
                 write_json(outputs[name], _scenario_doc(name, status, rows, prov, reason=reason))
 
+        skipped = list(getattr(smk.params, "skipped", None) or [])
+        for name in skipped:  # left out by the cell's entry: a result that says so, no rows
+            reason = "not requested for this cell (cells: scenarios)"
+            write_json(outputs[name], _scenario_doc(name, SKIPPED, [], prov, reason=reason))
+        scenarios = {n: c for n, c in scenarios.items() if n not in skipped}
         supported = [n for n in scenarios if n in engine.scenarios]
         fail(
             [n for n in scenarios if n not in supported],

@@ -21,6 +21,8 @@ def load_bench(paths: list[str]) -> pd.DataFrame:
     frames = []
     for path in paths:
         doc = read_json(path)
+        if doc["status"] == "skipped":  # a scenario the cell did not ask for
+            continue
         prov = doc["provenance"]
         extra = {
             **_cell(prov),

@@ -22,6 +22,7 @@ rule benchmark:
     params:
         settings=engine_settings,
         scenarios=scenario_settings,
+        skipped=skipped_scenarios,
         unsupported=lambda w: cell_options(w).get("unsupported"),
     script:
         "../scripts/benchmark.py"

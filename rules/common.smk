@@ -106,6 +106,12 @@ def scenario_settings(wildcards):
     return scenarios
 
 
+def skipped_scenarios(wildcards):
+    """Scenarios the cell's `cells:` entry leaves out: written as skipped, not run."""
+    wanted = cell_options(wildcards).get("scenarios", SCENARIOS)
+    return [s for s in SCENARIOS if s not in wanted]
+
+
 def eval_inputs(wildcards):
     if not config["evaluation"]["enabled"]:
         return []

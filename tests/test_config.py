@@ -118,3 +118,17 @@ def test_snakemake_rejects_a_typo_before_any_job(tmp_path, config):
     out = proc.stdout + proc.stderr
     assert "quantizations.bf16.method: unknown name 'bf61'" in out
     assert not (tmp_path / "work" / "results").exists()
+
+
+def test_a_cell_can_run_only_scenarios_the_benchmark_defines(config):
+    config["cells"] = [
+        {
+            "model": "tiny-qwen3",
+            "quantization": "bf16",
+            "engine": "transformers",
+            "scenarios": ["singel"],
+        }
+    ]
+    validate(config, schema=SCHEMA)
+    with pytest.raises(ConfigError, match=r"cells\[0\]\.scenarios: \['singel'\] not in"):
+        plan_cells(config, RULES)

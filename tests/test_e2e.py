@@ -62,6 +62,16 @@ def run(tmp_path_factory):
     # recorded as failed, and leave the rest of the sweep alone.
     cfg["calibration"].update(num_samples=4000, seq_len=2048)
     cfg["evaluation"]["limit"] = 6
+    # batch is a served engine's scenario: unsupported in-process, and left out of bf16's cell
+    cfg["benchmark"]["scenarios"] = ["single", "batch"]
+    cfg["cells"] = [
+        {
+            "model": "tiny-qwen3",
+            "quantization": "bf16",
+            "engine": "transformers",
+            "scenarios": ["single"],
+        }
+    ]
     (work / "test.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(work, "--configfile", "test.yaml")
     snakemake(work, "--configfile", "test.yaml", "--report", "report.html")
@@ -80,6 +90,17 @@ def test_report_has_every_cell(run):
     # 5000 + 16 tokens exceed the tiny model's 4096 positions: unsupported, not an error.
     long = speed[(speed["input_len"] == 5000) & (speed["quantization"] != "w4a16-gptq")]
     assert long["speed_tok_s"].str.startswith("unsupported").all()
+
+
+def test_a_scenario_a_cell_leaves_out_is_skipped_not_run_or_reported(run):
+    bench = run / "results/bench/tiny-qwen3"
+    skipped = json.loads((bench / "bf16/transformers/batch.json").read_text())
+    assert skipped["status"] == "skipped" and skipped["rows"] == []
+    assert json.loads((bench / "fp8-dynamic/transformers/batch.json").read_text())["status"] == (
+        "unsupported"
+    )
+    batch = pd.read_csv(run / "results/report/batch.csv")
+    assert set(batch["quantization"]) == {"fp8-dynamic", "w4a16-gptq"}
 
 
 def test_failed_quantization_is_recorded_and_the_sweep_goes_on(run):

@@ -227,3 +227,12 @@ def test_type_errors(settings, match):
 def test_unknown_engine():
     with pytest.raises(ValueError, match="transformers"):
         build_launch("transformers", "/m", "m", {})
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_env_setting_reaches_the_server_and_rejects_non_strings(engine):
+    spec = build_launch(engine, "/m", "m", {"env": {"SGLANG_ENABLE_JIT_DEEPGEMM": "0"}})
+    assert spec.env["SGLANG_ENABLE_JIT_DEEPGEMM"] == "0"
+    assert not any("DEEPGEMM" in a for a in spec.cmd)
+    with pytest.raises(ValueError, match="quote numbers"):
+        build_launch(engine, "/m", "m", {"env": {"SGLANG_ENABLE_JIT_DEEPGEMM": 0}})

@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 # A call has a hard time limit: stop Snakemake gently (SIGINT: it stops its jobs and removes
 # their partial outputs) before it, so the finished results still get packed below.
 # A run left over from a cut-off call holds the lock and the GPU: end it and its jobs.
-pkill -KILL -f "[s]ite-smk/snakemake/__main__" && sleep 3
+pkill -KILL -f "[p]ython3 -m snakemake" && sleep 3
 pkill -KILL -f "[.]snakemake/scripts/" ; pkill -KILL -f "[s]glang.launch_server|[v]llm serve"
 rm -rf "${WORKDIR:-.}/.snakemake/locks"
 work=${WORKDIR:-.}
@@ -44,6 +44,6 @@ timeout -s INT -k 30 "${TIME_LIMIT:-480}" python3 -m snakemake -c "$(nproc)" \
 rc=$?
 (cd "$work" && tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='weights/*.json' \
   results/bench results/serve results/logs results/models/*/model.json \
-  results/quantized/*/*/quant.json 2>/dev/null)
+  results/quantized/*/*/quant.json results/report 2>/dev/null)
 echo "snakemake exit $rc"
 tail -5 "$OUT/snakemake.log"

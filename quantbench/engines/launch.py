@@ -24,6 +24,7 @@ _COMMON = {
     "skip_tokenizer_init",
     "tokenizer",
     "extra_args",
+    "env",
 }
 VLLM_KEYS = frozenset(
     _COMMON | {"max_model_len", "gpu_memory_utilization", "cpu_kvcache_space_gib"}
@@ -56,6 +57,14 @@ def _check(engine: str, settings: dict, allowed: frozenset) -> dict:
     extra = settings.get("extra_args") or []
     if not isinstance(extra, list | tuple) or not all(isinstance(a, str) for a in extra):
         raise ValueError(f"{engine} setting 'extra_args' must be a list of strings, got {extra!r}")
+    env = settings.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ValueError(
+            f"{engine} setting 'env' must map variable names to strings (quote numbers), "
+            f"got {env!r}"
+        )
     # None means "leave the engine's default", so a YAML `key: null` can switch a flag off.
     return {k: v for k, v in settings.items() if v is not None}
 
@@ -112,7 +121,7 @@ def vllm_launch(
 
     # FlashInfer's sampler is JIT-built on first use and absent on some wheels; the PyTorch
     # sampler keeps start-up and sampling cost the same for every quantization.
-    env = {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
+    env = {"VLLM_USE_FLASHINFER_SAMPLER": "0", **s.get("env", {})}
     if device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(
             s.get("cpu_kvcache_space_gib", DEFAULT_CPU_KVCACHE_SPACE_GIB)
@@ -167,7 +176,7 @@ def sglang_launch(
         cmd.append("--skip-tokenizer-init")
     cmd += _opt("--tokenizer-path", s.get("tokenizer"))
     cmd += list(s.get("extra_args", []))
-    return LaunchSpec("sglang", cmd, {})
+    return LaunchSpec("sglang", cmd, dict(s.get("env", {})))
 
 
 def build_launch(
