@@ -118,10 +118,17 @@ def make_tiny(out_dir: Path, *, seed: int, vocab_size: int, arch: dict | None) -
 def make_dummy(out_dir: Path, *, arch_name: str, vocab_size: int) -> dict:
     """Config + tokenizer only: engines build random weights (vLLM/SGLang `--load-format dummy`,
     Transformers from config). Speed and memory are real; quality is not applicable."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
     tokenizer = build_tokenizer(vocab_size)
-    config = _arch_config(resolve_arch(arch_name), len(tokenizer))
+    arch = resolve_arch(arch_name)
+    config = _arch_config(arch, len(tokenizer))
     config.eos_token_id = tokenizer.eos_token_id
     config.torch_dtype = "bfloat16"
+    # vLLM and SGLang pick the model class from `architectures` (no weights name it here).
+    config.architectures = arch.get("architectures") or [
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config.model_type]
+    ]
     config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return {"path": str(out_dir), "has_weights": False, "quality_applicable": False}

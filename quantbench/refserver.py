@@ -258,16 +258,19 @@ class _Conn(asyncio.Protocol):
         if not req.get("stream"):
             return self._respond_whole(chat, n, usage, finish, ttft + max(n - 1, 0) * itl)
         base = {"id": "cmpl-" + rid, "created": int(time.time()), "model": cfg.model}
+        # ref_empty_text: every token's text is empty, as when the tokenizer lacks the ids the
+        # model draws (a dummy model's small tokenizer) or a token is half a UTF-8 character.
+        piece = "" if req.get("ref_empty_text") else " a"
         if chat:
             base["object"] = "chat.completion.chunk"
 
             def choice(fr):
-                return {"index": 0, "delta": {"content": " a"}, "finish_reason": fr}
+                return {"index": 0, "delta": {"content": piece}, "finish_reason": fr}
         else:
             base["object"] = "text_completion"
 
             def choice(fr):
-                return {"index": 0, "text": " a", "logprobs": None, "finish_reason": fr}
+                return {"index": 0, "text": piece, "logprobs": None, "finish_reason": fr}
 
         tail = b""
         so = req.get("stream_options") or {}

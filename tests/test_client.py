@@ -178,6 +178,30 @@ def test_chat_role_chunk_does_not_stop_ttft(server):
         run_load_sync(url, "refmodel", [[1, 2]], 2, endpoint="chat")
 
 
+@pytest.mark.parametrize("endpoint", ["completions", "chat"])
+def test_a_token_with_empty_text_is_still_a_token(server, endpoint):
+    # A dummy model's small tokenizer decodes most drawn ids to "": every chunk still marks one
+    # generation step (SGLang on the lent H100 streamed 128 such chunks for 128 tokens).
+    url, truth_path = server
+    prompt = "hello there" if endpoint == "chat" else [1] * 8
+    prefix = "empty-" + endpoint
+    recs = run_load_sync(
+        url,
+        "refmodel",
+        [prompt] * 2,
+        N_OUT,
+        endpoint=endpoint,
+        id_prefix=prefix,
+        extra_body={"ref_empty_text": True},
+    )
+    truth = _truth(truth_path, prefix)
+    for r in recs:
+        assert r.ok and len(r.token_times) == N_OUT == r.output_tokens
+        t = truth[r.request_id]
+        assert abs(r.ttft - (t["chunk_times"][0] - t["recv_time"])) < 0.02
+        assert r.token_times[0] - r.send_time > 0.045  # the chat role chunk is still no token
+
+
 def test_prompt_mismatch_flagged(server):
     url, _ = server
     recs = run_load_sync(url, "refmodel", ["abcd"], 2, expected_prompt_tokens=5)

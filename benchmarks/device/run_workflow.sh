@@ -40,7 +40,7 @@ mkdir -p "$work"
 # mtime triggers: a later call with other targets must not redo finished cells.
 timeout -s INT -k 30 "${TIME_LIMIT:-480}" python3 -m snakemake -c "$(nproc)" \
   --configfile "$PWD/$config" -d "$work" -s "$PWD/Snakefile" --keep-going --rerun-incomplete \
-  --rerun-triggers mtime "$@" > "$OUT/snakemake.log" 2>&1
+  --rerun-triggers=mtime "$@" > "$OUT/snakemake.log" 2>&1
 rc=$?
 (cd "$work" && tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='weights/*.json' \
   results/bench results/serve results/logs results/models/*/model.json \

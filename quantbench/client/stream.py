@@ -51,7 +51,12 @@ from quantbench.metrics import RequestRecord
 perf = time.perf_counter
 
 # Fast path: a chunk carries content iff one of these keys has a non-empty string value.
-_CONTENT = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"(?!")')
+# A chunk whose choice carries a text field is one generation step even when the text is empty
+# (a token that decodes to nothing on its own: half a UTF-8 character, a special token, an id a
+# dummy model's small tokenizer lacks), as vLLM's client counts it. The chat role announcement
+# (`"role": "assistant", "content": ""`, sent before any token) is not one.
+_TOKEN = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"')
+_ROLE = re.compile(rb'"role"\s*:\s*"')  # SGLang sends "role": null in every delta
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _FINISH = re.compile(rb'"finish_reason"\s*:\s*"([^"]*)"')
 
@@ -65,7 +70,7 @@ class StreamRecord(RequestRecord):
     headers_sent_time: float | None = None
     new_connection: bool | None = None
     chunk_times: list[float] = field(default_factory=list)  # every SSE data event
-    chunk_content: list[bool] = field(default_factory=list)  # did it carry generated content
+    chunk_content: list[bool] = field(default_factory=list)  # was it a generation step
     expected_prompt_tokens: int | None = None
     expected_output_tokens: int | None = None
     usage_seen: bool = False
@@ -341,7 +346,7 @@ def _handle_line(rec: StreamRecord, payload: bytes, t: float) -> bool:
     """Process one SSE data payload; True at [DONE]. Full JSON parse only for rare chunks."""
     if payload == b"[DONE]":
         return True
-    content = _CONTENT.search(payload) is not None
+    content = _TOKEN.search(payload) is not None and _ROLE.search(payload) is None
     rec.chunk_times.append(t)
     rec.chunk_content.append(content)
     if content:
