@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from dataclasses import asdict
 
 import numpy as np
 from tqdm import tqdm
@@ -95,7 +96,7 @@ def run_single(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[lis
                 engine.release()
             continue
         rows.append({**base, **record_row(record, input_len, out_len), **mem})
-        raw.append({**base, "send_time": record.send_time, "token_times": record.token_times})
+        raw.append({**base, **asdict(record)})  # every timestamp, for re-analysis
     return rows, raw
 
 
@@ -155,6 +156,29 @@ def run_serving(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[li
     return [_load_row(records, cfg, scenario="serving")], [r.to_dict() for r in records]
 
 
+def batch_row(records: list, base: dict, memory: dict) -> dict:
+    """One fixed batch's row from its records (`base`: batch_size, input_len, output_len)."""
+    b, out_len = base["batch_size"], base["output_len"]
+    bad = [r for r in records if not r.ok or r.output_tokens != out_len]
+    if bad:
+        reason = bad[0].error or f"{len(bad)} requests with a wrong output length"
+        return {**base, "status": FAILED, "reason": reason}
+    send = min(r.send_time for r in records)
+    prefill = max(r.token_times[0] for r in records) - send
+    latency = max(r.token_times[-1] for r in records) - send
+    itl = [g for r in records for g in r.itls]
+    return {
+        **base,
+        "status": OK,
+        "latency_s": latency,
+        "prefill_s": prefill,
+        "input_throughput_tok_s": b * base["input_len"] / prefill,
+        "output_throughput_tok_s": b * out_len / (latency - prefill),
+        "itl_ms": float(np.median(itl)) * 1000 if itl else float("nan"),
+        **memory,
+    }
+
+
 def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
     """Fixed batches: B requests of `input_len` sent together. As in SGLang's one-batch report:
     latency = last token of the batch; prefill = last first token; input throughput =
@@ -175,35 +199,13 @@ def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list
         }
         records = engine.run_requests(prompts, cfg["output_len"], concurrency=b)
         raw += [{**base, **r.to_dict()} for r in records]
-        bad = [r for r in records if not r.ok or r.output_tokens != cfg["output_len"]]
-        if bad:
-            reason = bad[0].error or f"{len(bad)} requests with a wrong output length"
-            rows.append({**base, "status": FAILED, "reason": reason})
-            continue
-        send = min(r.send_time for r in records)
-        prefill = max(r.token_times[0] for r in records) - send
-        latency = max(r.token_times[-1] for r in records) - send
-        itl = [g for r in records for g in r.itls]
-        rows.append(
-            {
-                **base,
-                "status": OK,
-                "latency_s": latency,
-                "prefill_s": prefill,
-                "input_throughput_tok_s": b * cfg["input_len"] / prefill,
-                "output_throughput_tok_s": b * cfg["output_len"] / (latency - prefill),
-                "itl_ms": float(np.median(itl)) * 1000 if itl else float("nan"),
-                **engine.measure_memory(),
-            }
-        )
+        rows.append(batch_row(records, base, engine.measure_memory()))
     return rows, raw
 
 
 def run_engine_client(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list, list]:
     """The project's client, then the engine's own benchmark tool, on the same server with the
     same fixed-length workload: one row per client, under the same metric names."""
-    from dataclasses import asdict
-
     from quantbench.engines.own_client import TOOLS, Workload
 
     w = Workload.from_config(cfg)
