@@ -31,7 +31,7 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     ok["gpu_mem_mb"] = ok["peak_mem_mb"].where(
         ok["mem_method"] == "torch.cuda.max_memory_allocated"
     )
-    agg = ok.groupby(KEYS, as_index=False).agg(
+    agg = ok.groupby([*KEYS, "quantization"], as_index=False).agg(
         speed_tok_s=("speed_tok_s", "mean"),
         speed_std=("speed_tok_s", lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
         decode_speed_tok_s=("decode_speed_tok_s", "mean"),
@@ -105,6 +105,7 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
             "model": out["model"],
             "input_len": out["input_len"],
             "quant": out["quant"],
+            "quantization": out["quantization"],
             "speed": [f"{s:.2f} ± {d:.2f}" for s, d in zip(out["speed_tok_s"], out["speed_std"])],
             "speed_published": out["speed_tok_s_published"].map(_num),
             "speed_ratio": out["speed_tok_s_ratio"].map(_num),

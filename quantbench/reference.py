@@ -106,8 +106,14 @@ def load_vllm_kvcache_lmeval(reference_dir: str | Path | None = None) -> pd.Data
 
 
 def _relative(df: pd.DataFrame, value: str, group: list[str], col: str, base) -> pd.Series:
-    """``value`` divided by ``value`` of the row with ``col == base`` in the same ``group``."""
-    base_rows = df.loc[df[col] == base, [*group, value]].rename(columns={value: "_base"})
+    """``value`` divided by ``value`` of the row with ``col == base`` in the same ``group`` (the
+    mean where several rows are the base, e.g. one BF16 cell under two names)."""
+    base_rows = (
+        df.loc[df[col] == base]
+        .groupby(group, as_index=False)[value]
+        .mean()
+        .rename(columns={value: "_base"})
+    )
     merged = df[group].merge(base_rows, on=group, how="left", validate="many_to_one")
     return pd.Series(df[value].to_numpy() / merged["_base"].to_numpy(), index=df.index)
 
@@ -128,7 +134,9 @@ def compare_with_published(
     For ``speed``, ratios of ratios, each computed inside its own frame first:
     ``speed_vs_bf16`` (any quant / ``base_quant`` at the same other keys) and ``speed_vs_len1``
     (any input_len / ``base_len``), each with ``_published`` and ``_ratio`` (measured/published).
-    A missing baseline or an unsupported published cell gives NaN.
+    A missing baseline or an unsupported published cell gives NaN. Measured rows may carry a
+    ``quantization`` (the config's name) beside ``quant``: two configs' quantizations of one
+    published kind (on-the-fly and block FP8, say) stay two rows, each beside the one cell.
     """
     keys = list(keys)
     values = [v for v in values if v in measured.columns and v in published.columns]
@@ -142,6 +150,8 @@ def compare_with_published(
             ):
                 if col in keys:
                     others = [k for k in keys if k != col]
+                    if col != "quant" and "quantization" in frame.columns:
+                        others.append("quantization")
                     frame[name] = _relative(frame, speed, others, col, base)
     ratio_cols = [c for c in ("speed_vs_bf16", "speed_vs_len1") if c in mea.columns]
     pub = pub.rename(columns={c: f"{c}_published" for c in values + ratio_cols})

@@ -152,3 +152,27 @@ def test_compare_against_real_table(speed):
         0.5063291, rel=1e-6
     )
     assert math.isnan(out.loc[(1, "gptq-int4", "transformers"), "speed_tok_s_ratio"])
+
+
+def test_two_quantizations_of_one_published_kind_stay_two_rows():
+    # On-the-fly FP8 and block FP8 both answer the published FP8 cell: neither is averaged in.
+    def frame(rows):
+        return pd.DataFrame(rows, columns=["engine", "model", "input_len", "quant", "speed_tok_s"])
+
+    published = frame(
+        [("sglang", "Qwen3-8B", 1, "bf16", 80.0), ("sglang", "Qwen3-8B", 1, "fp8", 150.0)]
+    )
+    measured = frame(
+        [
+            ("sglang", "Qwen3-8B", 1, "bf16", 100.0),
+            ("sglang", "Qwen3-8B", 1, "fp8", 150.0),
+            ("sglang", "Qwen3-8B", 1, "fp8", 110.0),
+        ]
+    )
+    measured["quantization"] = ["bf16", "fp8-online", "fp8-block"]
+    out = compare_with_published(measured, published).set_index("quantization")
+    assert len(out) == 3
+    assert out.loc[["fp8-online", "fp8-block"], "speed_tok_s_published"].tolist() == [150.0] * 2
+    assert out.loc["fp8-online", "speed_vs_bf16"] == pytest.approx(1.5)
+    assert out.loc["fp8-block", "speed_vs_bf16"] == pytest.approx(1.1)
+    assert out.loc["fp8-block", "speed_vs_len1"] == pytest.approx(1.0)
