@@ -98,12 +98,15 @@ def resolve_arch(name_or_path: str) -> dict:
         ) from err
 
 
-def make_tiny(out_dir: Path, *, seed: int, vocab_size: int, arch: dict | None) -> dict:
+def make_tiny(out_dir: Path, *, seed: int, vocab_size: int, arch: dict | str | None) -> dict:
+    """Random weights, written: of the tiny Qwen3 (`arch` overriding some of its keys), or of a
+    whole real architecture (`arch` a shipped name or config.json path), for quantizers."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    full = resolve_arch(arch) if isinstance(arch, str) else {**TINY_ARCH, **(arch or {})}
     tokenizer = build_tokenizer(vocab_size)
-    config = _arch_config({**TINY_ARCH, **(arch or {})}, len(tokenizer))
+    config = _arch_config(full, len(tokenizer))
     config.eos_token_id = tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
