@@ -126,11 +126,12 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
                 raise _unknown(f"{where}.{key}", entry[key], config[section])
         if entry["engine"] not in engines:
             raise _unknown(f"{where}.engine", entry["engine"], engines)
-        extra = sorted(set(entry.get("scenarios", [])) - set(config["benchmark"]["scenarios"]))
+        defined = config.get("benchmark", {}).get("scenarios", ["single"])
+        extra = sorted(set(entry.get("scenarios", [])) - set(defined))
         if extra:
             raise ConfigError(
-                f"{where}.scenarios: {extra} not in benchmark.scenarios "
-                f"{config['benchmark']['scenarios']}; a cell runs a subset of them"
+                f"{where}.scenarios: {extra} not in benchmark.scenarios {defined}; "
+                "a cell runs a subset of them"
             )
         cell = Cell(entry["model"], entry["quantization"], entry["engine"])
         why = check_cell(config, cell, rules, where)
