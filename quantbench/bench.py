@@ -134,7 +134,7 @@ def _workload(cfg: dict) -> dict:
     }
 
 
-def _load_row(records: list, cfg: dict, **row) -> dict:
+def load_row(records: list, cfg: dict, **row) -> dict:
     """vLLM-defined metrics of a load run, as one row with its workload; `failed` or `partial`
     when requests failed or returned another number of tokens than asked for."""
     m = compute_metrics(records, slo_ms=cfg.get("slo_ms") or None)
@@ -153,7 +153,13 @@ def run_serving(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[li
     lengths = _random_lengths(cfg["input_len"], cfg["range_ratio"], cfg["num_prompts"], rng)
     load = {"burstiness": cfg["burstiness"], "warmup": cfg["warmup"]}
     records = _run_load(engine, tokenizer, lengths, cfg, progress, **load)
-    return [_load_row(records, cfg, scenario="serving")], [r.to_dict() for r in records]
+    return [load_row(records, cfg, scenario="serving")], [r.to_dict() for r in records]
+
+
+def scenario_status(rows: list[dict]) -> str:
+    """A scenario file's status from its rows: ok, failed, or partial."""
+    statuses = {r["status"] for r in rows}
+    return OK if statuses == {OK} else (FAILED if OK not in statuses else "partial")
 
 
 def batch_row(records: list, base: dict, memory: dict) -> dict:
@@ -211,7 +217,7 @@ def run_engine_client(engine, tokenizer, cfg: dict, progress: bool = True) -> tu
     w = Workload.from_config(cfg)
     cfg = asdict(w)  # the schema's defaults are the Workload's
     records = _run_load(engine, tokenizer, [w.input_len] * w.num_prompts, cfg, progress, warmup=1)
-    ours = _load_row(records, cfg, scenario="engine_client", client="quantbench")
+    ours = load_row(records, cfg, scenario="engine_client", client="quantbench")
     base = {"scenario": "engine_client", **_workload(cfg)}
     try:
         theirs = {**base, **engine.own_client(w), "status": OK}

@@ -109,11 +109,6 @@ def _scenario_doc(name, status, rows, prov, **extra) -> dict:
     return {"scenario": name, "status": status, "rows": rows, **extra, "provenance": prov}
 
 
-def _status(rows: list[dict]) -> str:
-    statuses = {r["status"] for r in rows}
-    return OK if statuses == {OK} else (FAILED if OK not in statuses else "partial")
-
-
 @contextlib.contextmanager
 def _engine_session(engine, launch: dict, server_log: str):
     """Load the model in-process, or start the server; yields start-up facts."""
@@ -144,6 +139,7 @@ def benchmark_job(smk) -> None:
         SKIPPED,
         UNSUPPORTED,
         failed_rows,
+        scenario_status,
         summarize_rows,
     )
     from quantbench.engines import get_engine
@@ -173,7 +169,7 @@ def benchmark_job(smk) -> None:
                 rows = failed_rows(name, scenarios[name], status, reason)
                 write_json(outputs[name], _scenario_doc(name, status, rows, prov, reason=reason))
 
-        skipped = list(getattr(smk.params, "skipped", None) or [])
+        skipped = list(smk.params.skipped)
         for name in skipped:  # left out by the cell's entry: a result that says so, no rows
             reason = "not requested for this cell (cells: scenarios)"
             write_json(outputs[name], _scenario_doc(name, SKIPPED, [], prov, reason=reason))
@@ -206,7 +202,7 @@ def benchmark_job(smk) -> None:
                         rows, raw = SCENARIO_RUNNERS[name](engine, tokenizer, scenarios[name])
                         doc = _scenario_doc(
                             name,
-                            _status(rows),
+                            scenario_status(rows),
                             rows,
                             prov,
                             records=raw,

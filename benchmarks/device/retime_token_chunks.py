@@ -19,11 +19,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from quantbench.bench import _load_row, batch_row
+from quantbench.bench import batch_row, load_row, scenario_status
 from quantbench.client.stream import StreamRecord
 from quantbench.engines.own_client import Workload
 from quantbench.io import read_json, write_json
-from quantbench.jobs import _status
 
 NOTE = (
     "token times re-derived from the recorded chunk times (benchmarks/device/"
@@ -48,10 +47,10 @@ def rebuild(doc: dict) -> dict:
     pairs = [retime(r) for r in doc["records"]]
     records = [rec for rec, _ in pairs]
     if name == "serving":
-        rows = [_load_row(records, cfg, scenario="serving")]
+        rows = [load_row(records, cfg, scenario="serving")]
     elif name == "engine_client":
         workload = asdict(Workload.from_config(cfg))
-        ours = _load_row(records, workload, scenario="engine_client", client="quantbench")
+        ours = load_row(records, workload, scenario="engine_client", client="quantbench")
         rows = [ours, *doc["rows"][1:]]  # the engine's own tool's row is its own output
     else:  # batch: one row per batch size, memory as measured then
         rows = []
@@ -59,7 +58,7 @@ def rebuild(doc: dict) -> dict:
             base = {k: old[k] for k in ("scenario", "batch_size", "input_len", "output_len")}
             mine = [
                 rec
-                for (rec, _), raw in zip(pairs, doc["records"])
+                for rec, raw in zip(records, doc["records"])
                 if raw["batch_size"] == old["batch_size"]
             ]
             memory = {k: v for k, v in old.items() if k in ("peak_mem_mb", "mem_method")}
@@ -67,7 +66,7 @@ def rebuild(doc: dict) -> dict:
     kept = sum(not ok for _, ok in pairs)
     return {
         **doc,
-        "status": _status(rows),
+        "status": scenario_status(rows),
         "rows": rows,
         "records": [{**raw, **rec.to_dict()} for raw, rec in zip(doc["records"], records)],
         "reanalysis": {"note": NOTE, "retimed": len(pairs) - kept, "left_as_recorded": kept},

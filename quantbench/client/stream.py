@@ -50,11 +50,11 @@ from quantbench.metrics import RequestRecord
 
 perf = time.perf_counter
 
-# Fast path: a chunk carries content iff one of these keys has a non-empty string value.
-# A chunk whose choice carries a text field is one generation step even when the text is empty
-# (a token that decodes to nothing on its own: half a UTF-8 character, a special token, an id a
-# dummy model's small tokenizer lacks), as vLLM's client counts it. The chat role announcement
-# (`"role": "assistant", "content": ""`, sent before any token) is not one.
+# Fast path, no JSON parse: a chunk whose choice carries a text field is one generation step,
+# even when the text is empty (a token that decodes to nothing on its own: half a UTF-8
+# character, a special token, an id a dummy model's small tokenizer lacks), as vLLM's client
+# counts it. The chat role announcement (`"role": "assistant", "content": ""`, sent before any
+# token) is not one.
 _TOKEN = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"')
 _ROLE = re.compile(rb'"role"\s*:\s*"')  # SGLang sends "role": null in every delta
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
