@@ -3,12 +3,13 @@
 # registry). Snakemake travels as wheels in .device/wheels-smk (see benchmarks/device/README.md);
 # an engine staged with ../shared/tools/device-engines/stage is used when /tmp/site-ENGINE exists.
 # Usage: [WORKDIR=runs/x] [ENGINE_SITE=/tmp/site-sglang] benchmarks/device/run_workflow.sh CONFIG
-# [snakemake args...]; results land in $OUT. WORKDIR keeps one config's results apart from
-# another's; ENGINE_SITE names the one staged engine to use (vLLM and SGLang pin different
+# [OVERLAY.yaml...] [snakemake args...]; results land in $OUT. Later config files override keys
+# of earlier ones (Snakemake merges them; a list such as `cells:` is replaced whole). WORKDIR
+# keeps one config's results apart from another's; ENGINE_SITE names the one staged engine to use (vLLM and SGLang pin different
 # packages and must not share a path).
 set -uo pipefail
-config=$1
-shift
+configs=()
+while [ $# -gt 0 ] && [[ $1 == *.yaml ]]; do configs+=("$PWD/$1"); shift; done
 if [ ! -f /tmp/site-smk/.installed ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site-smk \
     .device/wheels-smk/*.whl && touch /tmp/site-smk/.installed
@@ -39,7 +40,7 @@ work=${WORKDIR:-.}
 mkdir -p "$work"
 # mtime triggers: a later call with other targets must not redo finished cells.
 timeout -s INT -k 30 "${TIME_LIMIT:-480}" python3 -m snakemake -c "$(nproc)" \
-  --configfile "$PWD/$config" -d "$work" -s "$PWD/Snakefile" --keep-going --rerun-incomplete \
+  --configfile "${configs[@]}" -d "$work" -s "$PWD/Snakefile" --keep-going --rerun-incomplete \
   --rerun-triggers=mtime "$@" > "$OUT/snakemake.log" 2>&1
 rc=$?
 (cd "$work" && tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='weights/*.json' \
