@@ -103,6 +103,17 @@ def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str
     return None
 
 
+def cell_engine_settings(engine: dict, cell: dict) -> dict:
+    """The engine's settings for one `cells:` entry: its GPU count replaces the engine's, its
+    extra_args follow the engine's (a cell-specific flag, e.g. a kernel workaround)."""
+    settings = dict(engine)
+    if cell.get("tensor_parallel_size"):
+        settings["tensor_parallel_size"] = cell["tensor_parallel_size"]
+    if cell.get("extra_args"):
+        settings["extra_args"] = [*settings.get("extra_args", []), *cell["extra_args"]]
+    return settings
+
+
 def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], list[str]]:
     """Cells of the sweep's cross-product that can run (the others are listed as skipped, with
     why), plus every explicit cell, each of which must be valid."""

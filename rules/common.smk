@@ -14,7 +14,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, _caller_path]))
 )
 
-from quantbench.plan import ConfigError, QuantRule, plan_cells
+from quantbench.plan import ConfigError, QuantRule, cell_engine_settings, plan_cells
 
 validate(config, schema="../config/schema/config.schema.yaml")
 
@@ -78,7 +78,7 @@ def quant_params(wildcards):
 
 
 def cell_options(wildcards):
-    """A `cells:` entry's per-cell overrides (input lengths, GPUs, known-unsupported)."""
+    """A `cells:` entry's overrides (input lengths, GPUs, extra args, known-unsupported)."""
     for entry in config.get("cells", []):
         key = (entry["model"], entry["quantization"], entry["engine"])
         if key == (wildcards.model, wildcards.quant, wildcards.engine):
@@ -87,11 +87,9 @@ def cell_options(wildcards):
 
 
 def engine_settings(wildcards):
-    settings = dict(config["engines"][wildcards.engine])
-    tp = cell_options(wildcards).get("tensor_parallel_size")
-    if tp:
-        settings["tensor_parallel_size"] = tp
-    return settings
+    return cell_engine_settings(
+        config["engines"][wildcards.engine], cell_options(wildcards)
+    )
 
 
 def gpus(wildcards):

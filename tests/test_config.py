@@ -8,7 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from quantbench.plan import Cell, ConfigError, QuantRule, plan_cells
+from quantbench.engines.launch import build_launch
+from quantbench.plan import Cell, ConfigError, QuantRule, cell_engine_settings, plan_cells
 from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,27 @@ def test_a_cell_can_run_only_scenarios_the_benchmark_defines(config):
     validate(config, schema=SCHEMA)
     with pytest.raises(ConfigError, match=r"cells\[0\]\.scenarios: \['singel'\] not in"):
         plan_cells(config, RULES)
+
+
+def test_a_cell_adds_server_arguments_after_the_engines(config):
+    engine = {"extra_args": ["--cuda-graph-max-bs-decode", "32"], "tensor_parallel_size": 1}
+    cell = {
+        "model": "tiny-qwen3",
+        "quantization": "bf16",
+        "engine": "sglang",
+        "tensor_parallel_size": 2,
+        "extra_args": ["--cuda-graph-backend-prefill", "disabled"],
+    }
+    config["cells"] = [cell]
+    validate(config, schema=SCHEMA)
+    settings = cell_engine_settings(engine, cell)
+    spec = build_launch("sglang", "/m", "m", settings)
+    assert spec.cmd[-4:] == [
+        "--cuda-graph-max-bs-decode",
+        "32",
+        "--cuda-graph-backend-prefill",
+        "disabled",
+    ]
+    assert spec.cmd[spec.cmd.index("--tp-size") + 1] == "2"
+    assert engine == {"extra_args": ["--cuda-graph-max-bs-decode", "32"], "tensor_parallel_size": 1}
+    assert cell_engine_settings(engine, {"model": "x"}) == engine

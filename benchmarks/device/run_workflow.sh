@@ -29,6 +29,13 @@ if [ -n "$missing" ] && [ -d .device/wheels-extra ]; then
   export PYTHONPATH=$PYTHONPATH:/tmp/site-extra
 fi
 export VLLM_USE_FLASHINFER_SAMPLER=0
+# SGLang compiles some kernels with nvcc on first use (its Marlin GEMM for AWQ/GPTQ takes
+# minutes) into tvm-ffi's cache; a fresh machine has none. A cache packed by an earlier call
+# ($OUT/tvm-ffi-cache.tgz, carried back as .device/tvm-ffi-cache.tgz) is restored first.
+jit_cache=${TVM_FFI_CACHE_DIR:-$HOME/.cache/tvm-ffi}
+if [ -f .device/tvm-ffi-cache.tgz ]; then
+  mkdir -p "$jit_cache" && tar xzf .device/tvm-ffi-cache.tgz -C "$jit_cache"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
 # A call has a hard time limit: stop Snakemake gently (SIGINT: it stops its jobs and removes
 # their partial outputs) before it, so the finished results still get packed below.
@@ -46,5 +53,6 @@ rc=$?
 (cd "$work" && tar czf "$OUT/results.tgz" --exclude='*.safetensors' --exclude='weights/*.json' \
   results/bench results/serve results/logs results/models/*/model.json \
   results/quantized/*/*/quant.json results/report 2>/dev/null)
+[ -d "$jit_cache" ] && tar czf "$OUT/tvm-ffi-cache.tgz" -C "$jit_cache" .
 echo "snakemake exit $rc"
 tail -5 "$OUT/snakemake.log"
