@@ -1,6 +1,8 @@
 """Each measured batch-1 cell beside its published value: directly, as ratios that carry across
 GPUs (quant / BF16 at the same length, each length / length 1), and as a share of the GPU's
-memory-bandwidth roofline at decode — for the measured cell and for the published one."""
+memory-bandwidth roofline at decode — for the measured cell and for the published one. Memory
+is also put against its floor (weights + KV cache of prompt and generated tokens), so a delta
+reads as working memory of one implementation or the other."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pandas as pd
 
 from quantbench import archs
 from quantbench.reference import compare_with_published, load_qwen3_speed, normalise_quant
-from quantbench.roofline import gpu_spec, mean_decode_context, roofline_tok_s
+from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
@@ -62,6 +64,20 @@ def _roofline(row: pd.Series, gpu: str, decode_tok_s: float) -> float | None:
     return decode_tok_s / bound
 
 
+def _memory_floor_mb(row: pd.Series) -> float | None:
+    """Weights + KV cache of prompt and generated tokens, for cells with a memory figure."""
+    if pd.isna(row.get("gpu_mem_mb")) and pd.isna(row.get("gpu_mem_mb_published")):
+        return None
+    try:
+        arch = archs.load_arch(row["model"])
+    except (FileNotFoundError, KeyError):
+        return None
+    if row["quant"] not in WEIGHT_BITS:
+        return None
+    tokens = int(row["input_len"]) + int(row.get("output_len") or 2048)
+    return resident_bytes(arch, WEIGHT_BITS[row["quant"]], tokens) / 2**20
+
+
 def published_comparison(cells: pd.DataFrame, config: dict, reference_dir=None) -> pd.DataFrame:
     measured = measured_cells(cells, config)
     if measured.empty:
@@ -81,6 +97,11 @@ def published_comparison(cells: pd.DataFrame, config: dict, reference_dir=None) 
     out["roofline_share_published"] = [
         _roofline(r, PUBLISHED_GPU, d) for (_, r), d in zip(out.iterrows(), pub_decode)
     ]
+    out["memory_floor_mb"] = pd.Series(
+        [_memory_floor_mb(r) for _, r in out.iterrows()], index=out.index, dtype=float
+    )
+    out["over_floor_mb"] = out["gpu_mem_mb"] - out["memory_floor_mb"]
+    out["over_floor_published_mb"] = out["gpu_mem_mb_published"] - out["memory_floor_mb"]
     return out
 
 
@@ -120,6 +141,11 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
             "memory_mb": out["gpu_mem_mb"].map(lambda x: _num(x, "{:.1f}")),
             "memory_published": out["gpu_mem_mb_published"].map(lambda x: _num(x, "{:.0f}")),
             "memory_delta": out["gpu_mem_mb_delta_pct"].map(_pct),
+            "memory_floor": out["memory_floor_mb"].map(lambda x: _num(x, "{:.0f}")),
+            "over_floor": out["over_floor_mb"].map(lambda x: _num(x, "{:+.0f}")),
+            "over_floor_published": out["over_floor_published_mb"].map(
+                lambda x: _num(x, "{:+.0f}")
+            ),
             "roofline_share": out["roofline_share"].map(lambda x: _num(x, "{:.1%}")),
             "roofline_share_published": out["roofline_share_published"].map(
                 lambda x: _num(x, "{:.1%}")

@@ -102,6 +102,22 @@ def kv_bytes_per_token(arch: dict, kv_bits: float = 16) -> float:
     return 2 * arch["num_hidden_layers"] * arch["num_key_value_heads"] * hd * kv_bits / 8
 
 
+def resident_bytes(
+    arch: dict, weight_bits: float, cached_tokens: int, kv_bits: float = 16, embedding_bits=16
+) -> float:
+    """Bytes a batch-1 run must hold once ``cached_tokens`` are cached: every weight (decoder at
+    ``weight_bits``, all experts of an MoE; the embedding and an untied lm_head at
+    ``embedding_bits``, which quantized checkpoints keep in BF16) plus the KV cache. A run's
+    peak memory is this floor plus the implementation's working memory."""
+    counts = param_count(arch)
+    decoder = counts["non_embedding"]
+    return (
+        decoder * weight_bits / 8
+        + (counts["total"] - decoder) * embedding_bits / 8
+        + kv_bytes_per_token(arch, kv_bits) * cached_tokens
+    )
+
+
 def decode_bytes_per_token(
     arch: dict,
     weight_bits: float,

@@ -176,3 +176,52 @@ def test_two_quantizations_of_one_published_kind_stay_two_rows():
     assert out.loc["fp8-online", "speed_vs_bf16"] == pytest.approx(1.5)
     assert out.loc["fp8-block", "speed_vs_bf16"] == pytest.approx(1.1)
     assert out.loc["fp8-block", "speed_vs_len1"] == pytest.approx(1.0)
+
+
+def test_published_transformers_memory_is_weights_plus_kv_plus_a_constant(speed):
+    # The published Transformers memory (Flash Attention 2) is the end-of-generation footprint:
+    # weights + KV of prompt + 2048 tokens, plus 33-48 MB, for every BF16 cell from 6144 tokens
+    # on. This checks the floor (parameter counts, KV bytes per token) against real figures.
+    from quantbench import archs
+    from quantbench.roofline import resident_bytes
+
+    bf16 = speed[
+        (speed.engine == "transformers")
+        & (speed.quant == "bf16")
+        & (speed.input_len >= 6144)
+        & speed.gpu_mem_mb.notna()
+    ]
+    assert len(bf16) >= 20
+    for _, r in bf16.iterrows():
+        floor = resident_bytes(archs.load_arch(r.model), 16, r.input_len + 2048) / 2**20
+        assert 30 < r.gpu_mem_mb - floor < 50, (r.model, r.input_len, r.gpu_mem_mb - floor)
+
+
+def test_memory_is_put_against_its_floor(speed):
+    from quantbench.published import comparison_table, published_comparison
+
+    cells = pd.DataFrame(
+        {
+            "scenario": "single",
+            "status": "ok",
+            "engine": "transformers",
+            "model": "Qwen3-8B",
+            "quantization": "bf16",
+            "input_len": [1, 6144],
+            "output_len": 2048,
+            "speed_tok_s": [40.0, 150.0],
+            "decode_speed_tok_s": [40.0, 37.0],
+            "peak_mem_mb": [15950.5, 17148.8],
+            "mem_method": "torch.cuda.max_memory_allocated",
+            "device_name": "NVIDIA H100 80GB HBM3",
+        }
+    )
+    config = {"models": {"Qwen3-8B": {}}, "quantizations": {"bf16": {}}}
+    out = published_comparison(cells, config).set_index("input_len")
+    # Qwen3-8B: 8,190,735,360 BF16 parameters, 147,456 KV bytes per token.
+    floor_6144 = (8_190_735_360 * 2 + 147_456 * (6144 + 2048)) / 2**20
+    assert out.loc[6144, "memory_floor_mb"] == pytest.approx(floor_6144)
+    assert out.loc[6144, "over_floor_mb"] == pytest.approx(17148.8 - floor_6144)
+    assert out.loc[6144, "over_floor_published_mb"] == pytest.approx(16811 - floor_6144)
+    table = comparison_table(out.reset_index()).set_index("input_len")
+    assert table.loc[1, "over_floor"] == f"{15950.5 - out.loc[1, 'memory_floor_mb']:+.0f}"
