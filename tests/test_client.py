@@ -21,7 +21,7 @@ from quantbench.client import (
     tokenize_via_server,
 )
 from quantbench.client.prompts import count_prompt_tokens
-from quantbench.client.stream import _KernelStampedSocket, realtime_offset_ns
+from quantbench.client.stream import _body, _KernelStampedSocket, realtime_offset_ns
 from quantbench.metrics import compute_metrics
 from quantbench.refserver import max_overlap, read_truth, start_refserver
 
@@ -254,3 +254,16 @@ def test_tokenize_via_server_and_fallback(server, tokenizer):
     assert count_prompt_tokens("abc", base_url=url, model="refmodel") == 3
     text = make_prompt_text(tokenizer, 20, seed=2)
     assert count_prompt_tokens(text, base_url=dead, tokenizer=tokenizer) == 20
+
+
+def test_request_is_greedy_with_eos_ignored_like_the_engines_own_tools():
+    import json
+
+    body = json.loads(_body("completions", "m", [5, 6, 7], 16, None))
+    assert body["prompt"] == [5, 6, 7] and body["max_tokens"] == 16
+    assert body["temperature"] == 0.0 and body["ignore_eos"] is True
+    assert "min_tokens" not in body  # a per-step penalizer on SGLang; neither tool sends it
+    assert body["stream_options"] == {"include_usage": True}
+    override = json.loads(_body("chat", "m", "hi", 8, {"temperature": 0.7, "min_tokens": 8}))
+    assert override["messages"] == [{"role": "user", "content": "hi"}]
+    assert (override["temperature"], override["min_tokens"]) == (0.7, 8)

@@ -29,6 +29,7 @@ def test_vllm_command_fixes_lengths_and_asks_for_exactly_n_tokens(tmp_path):
     assert cmd[:3] == ["vllm", "bench", "serve"] and "--ignore-eos" in cmd
     assert _flag(cmd, "--served-model-name") == "m-bf16" and _flag(cmd, "--tokenizer") == "/ckpt"
     assert _flag(cmd, "--random-range-ratio") == "0"  # vLLM: +-ratio around the mean
+    assert _flag(cmd, "--temperature") == "0"  # greedy, like our client's requests
     assert (_flag(cmd, "--random-input-len"), _flag(cmd, "--random-output-len")) == ("512", "128")
     assert _flag(cmd, "--request-rate") == "10.0" and "--max-concurrency" not in cmd
     assert _flag(cmd, "--result-dir") == str(tmp_path)

@@ -266,10 +266,15 @@ def _trace_config() -> aiohttp.TraceConfig:
 
 
 def _body(endpoint: str, model: str, prompt, output_len: int, extra: dict | None) -> bytes:
+    # EOS ignored, so exactly max_tokens come back (the count is verified from `usage`); no
+    # `min_tokens`, which neither engine's own tool sends: it engages SGLang's penalizer and
+    # vLLM's min-tokens processor on every decode step. Greedy, as `sglang.bench_serving`
+    # sends (`vllm bench serve` 0.24 leaves it to the server): deterministic, and independent
+    # of whether a model ships a generation config. `extra` overrides any of it.
     body: dict = {
         "model": model,
         "max_tokens": output_len,
-        "min_tokens": output_len,
+        "temperature": 0.0,
         "ignore_eos": True,
         "stream": True,
         "stream_options": {"include_usage": True},

@@ -52,6 +52,8 @@ def vllm_command(exe: str, url: str, model: str, tokenizer: str, w: Workload, ou
     cmd += ["--tokenizer", tokenizer, "--dataset-name", "random", "--random-range-ratio", "0"]
     cmd += ["--random-input-len", str(w.input_len), "--random-output-len", str(w.output_len)]
     cmd += ["--num-prompts", str(w.num_prompts), "--ignore-eos", "--seed", str(w.seed)]
+    # Greedy, as our client and sglang.bench_serving ask (vllm bench serve leaves it to the server).
+    cmd += ["--temperature", "0"]
     cmd += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99"]
     cmd += ["--save-result", "--result-dir", str(out.parent), "--result-filename", out.name]
     cmd += ["--disable-tqdm", "--request-rate", str(w.request_rate or "inf")]
