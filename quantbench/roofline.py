@@ -103,7 +103,11 @@ def kv_bytes_per_token(arch: dict, kv_bits: float = 16) -> float:
 
 
 def resident_bytes(
-    arch: dict, weight_bits: float, cached_tokens: int, kv_bits: float = 16, embedding_bits=16
+    arch: dict,
+    weight_bits: float,
+    cached_tokens: int,
+    kv_bits: float = 16,
+    embedding_bits: float = 16,
 ) -> float:
     """Bytes a batch-1 run must hold once ``cached_tokens`` are cached: every weight (decoder at
     ``weight_bits``, all experts of an MoE; the embedding and an untied lm_head at

@@ -5,8 +5,8 @@
 # Usage: [WORKDIR=runs/x] [ENGINE_SITE=/tmp/site-sglang] benchmarks/device/run_workflow.sh CONFIG
 # [OVERLAY.yaml...] [snakemake args...]; results land in $OUT. Later config files override keys
 # of earlier ones (Snakemake merges them; a list such as `cells:` is replaced whole). WORKDIR
-# keeps one config's results apart from another's; ENGINE_SITE names the one staged engine to use (vLLM and SGLang pin different
-# packages and must not share a path).
+# keeps one config's results apart from another's; ENGINE_SITE names the one staged engine to
+# use (vLLM and SGLang pin different packages and must not share a path).
 set -uo pipefail
 configs=()
 while [ $# -gt 0 ] && [[ $1 == *.yaml ]]; do configs+=("$PWD/$1"); shift; done
