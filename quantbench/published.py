@@ -52,15 +52,23 @@ def _canonical(name: str) -> str | None:
         return None  # a quantization with no published counterpart
 
 
-def _roofline(row: pd.Series, gpu: str, decode_tok_s: float) -> float | None:
+def _arch_and_bits(row: pd.Series) -> tuple[dict, float] | None:
+    """The cell's architecture and weight bits, or None where either is unknown."""
+    if row["quant"] not in WEIGHT_BITS:
+        return None
     try:
-        arch = archs.load_arch(row["model"])
+        return archs.load_arch(row["model"]), WEIGHT_BITS[row["quant"]]
     except (FileNotFoundError, KeyError):
         return None
-    if gpu_spec(gpu) is None or row["quant"] not in WEIGHT_BITS:
+
+
+def _roofline(row: pd.Series, gpu: str, decode_tok_s: float) -> float | None:
+    known = _arch_and_bits(row)
+    if known is None or gpu_spec(gpu) is None:
         return None
+    arch, bits = known
     ctx = mean_decode_context(int(row["input_len"]), int(row.get("output_len") or 2048))
-    bound = roofline_tok_s(arch, WEIGHT_BITS[row["quant"]], ctx, gpu, int(row.get("tp") or 1))
+    bound = roofline_tok_s(arch, bits, ctx, gpu, int(row.get("tp") or 1))
     return decode_tok_s / bound
 
 
@@ -68,14 +76,11 @@ def _memory_floor_mb(row: pd.Series) -> float | None:
     """Weights + KV cache of prompt and generated tokens, for cells with a memory figure."""
     if pd.isna(row.get("gpu_mem_mb")) and pd.isna(row.get("gpu_mem_mb_published")):
         return None
-    try:
-        arch = archs.load_arch(row["model"])
-    except (FileNotFoundError, KeyError):
-        return None
-    if row["quant"] not in WEIGHT_BITS:
+    known = _arch_and_bits(row)
+    if known is None:
         return None
     tokens = int(row["input_len"]) + int(row.get("output_len") or 2048)
-    return resident_bytes(arch, WEIGHT_BITS[row["quant"]], tokens) / 2**20
+    return resident_bytes(*known, tokens) / 2**20
 
 
 def published_comparison(cells: pd.DataFrame, config: dict, reference_dir=None) -> pd.DataFrame:
