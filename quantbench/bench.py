@@ -263,7 +263,10 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
             out.append(entry)
             continue
         entry["status"] = OK
-        for key in ("speed_tok_s", "decode_speed_tok_s", "ttft_ms", "tpot_ms", "peak_mem_mb"):
+        keys = ["speed_tok_s", "decode_speed_tok_s", "ttft_ms", "tpot_ms", "peak_mem_mb"]
+        if all("decode_peak_mem_mb" in r for r in good):  # engines that mark prefill's end
+            keys.append("decode_peak_mem_mb")
+        for key in keys:
             vals = np.array([r[key] for r in good], dtype=float)
             entry[key] = float(vals.mean())
             entry[key + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0

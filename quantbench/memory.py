@@ -1,6 +1,10 @@
 """Peak memory over a measurement, with the method named beside the figure.
 
-CUDA: `torch.cuda.max_memory_allocated` (what the published Transformers memory column uses).
+CUDA: `torch.cuda.max_memory_allocated` over the whole request, and, where the engine marks the
+end of prefill, over decode alone (`decode_peak_mem_mb`): prefill's transient activations (the
+MLP's gate/up outputs for every prompt token) are the whole-request peak from a few thousand
+prompt tokens, while the published Transformers cells sit just above weights + the KV cache of
+prompt and generated tokens — the end of decode.
 CPU: the process's peak RSS (VmHWM), reset before each measurement through
 /proc/self/clear_refs where the kernel allows it, else the lifetime peak (named so).
 """
@@ -25,6 +29,7 @@ class PeakMemory:
     def __init__(self, device: str):
         self.cuda = str(device).startswith("cuda")
         self.method = "torch.cuda.max_memory_allocated" if self.cuda else "process_peak_rss"
+        self._prefill_peak: int | None = None
 
     def reset(self) -> None:
         if self.cuda:
@@ -32,6 +37,7 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self._prefill_peak = None
             return
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
@@ -39,16 +45,30 @@ class PeakMemory:
         except OSError:
             self.method = "process_peak_rss_lifetime"
 
-    def read(self) -> dict:
+    def mark_prefill_done(self) -> None:
+        """Called when the first generated token reaches the host: keep prefill's peak and
+        start a decode-only one. The allocator's counters are host-side, so no sync is needed."""
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize()
-            mb = torch.cuda.max_memory_allocated() / 2**20
-        else:
+            self._prefill_peak = torch.cuda.max_memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> dict:
+        if not self.cuda:
             kb = _vm_hwm_kb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            mb = kb / 1024
-        return {"peak_mem_mb": mb, "mem_method": self.method}
+            return {"peak_mem_mb": kb / 1024, "mem_method": self.method}
+        import torch
+
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        if self._prefill_peak is None:
+            return {"peak_mem_mb": peak / 2**20, "mem_method": self.method}
+        return {
+            "peak_mem_mb": max(peak, self._prefill_peak) / 2**20,
+            "decode_peak_mem_mb": peak / 2**20,
+            "mem_method": self.method,
+        }
 
     def release(self) -> None:
         if self.cuda:

@@ -39,12 +39,21 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt"
 # A call has a hard time limit: stop Snakemake gently (SIGINT: it stops its jobs and removes
 # their partial outputs) before it, so the finished results still get packed below.
-# A run left over from a cut-off call holds the lock and the GPU: end it and its jobs.
-pkill -KILL -f "[p]ython3 -m snakemake" && sleep 3
-pkill -KILL -f "[.]snakemake/scripts/" ; pkill -KILL -f "[s]glang.launch_server|[v]llm serve"
-rm -rf "${WORKDIR:-.}/.snakemake/locks"
+# A run left over from a cut-off call holds the lock and the GPU: end it and its jobs. Snakemake,
+# its jobs and their servers all run in the WORKDIR, so a run in another WORKDIR (started in the
+# background by an earlier call) is left alone.
 work=${WORKDIR:-.}
 mkdir -p "$work"
+here=$(pwd -P) abs=$(cd "$work" && pwd -P)
+if [ "$abs" = "$here" ]; then
+  pkill -KILL -f "[p]ython3 -m snakemake" && sleep 3
+  pkill -KILL -f "[.]snakemake/scripts/" ; pkill -KILL -f "[s]glang.launch_server|[v]llm serve"
+else
+  for proc in /proc/[0-9]*; do
+    [ "$(readlink "$proc/cwd" 2>/dev/null)" = "$abs" ] && kill -KILL "${proc#/proc/}" 2>/dev/null
+  done
+fi
+rm -rf "$work/.snakemake/locks"
 # mtime triggers: a later call with other targets must not redo finished cells.
 timeout -s INT -k 30 "${TIME_LIMIT:-480}" python3 -m snakemake -c "$(nproc)" \
   --configfile "${configs[@]}" -d "$work" -s "$PWD/Snakefile" --keep-going --rerun-incomplete \

@@ -13,17 +13,21 @@ from quantbench.metrics import RequestRecord
 
 
 class _TokenClock:
-    """A generate() streamer that only timestamps: the first put() is the prompt."""
+    """A generate() streamer that only timestamps: the first put() is the prompt. The first
+    generated token calls `on_first_token` (prefill is over)."""
 
-    def __init__(self):
+    def __init__(self, on_first_token=lambda: None):
         self.times: list[float] = []
         self._seen_prompt = False
+        self._on_first_token = on_first_token
 
     def put(self, value):
         if not self._seen_prompt:
             self._seen_prompt = True
             return
         self.times.append(time.perf_counter())
+        if len(self.times) == 1:
+            self._on_first_token()
 
     def end(self):
         pass
@@ -114,7 +118,7 @@ class TransformersEngine:
         import torch
 
         ids = torch.tensor([prompt_ids], device=self.device)
-        clock = _TokenClock()
+        clock = _TokenClock(on_first_token=self.memory.mark_prefill_done)
         self.memory.reset()
         with torch.inference_mode():
             send = time.perf_counter()
