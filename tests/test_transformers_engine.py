@@ -1,0 +1,27 @@
+"""The in-process Transformers engine on CPU: what it records beside each request."""
+
+import json
+import time
+
+from quantbench.engines.transformers_engine import TransformersEngine
+from quantbench.models import make_dummy
+
+
+def test_transformers_engine_marks_the_end_of_prefill_between_first_and_second_token(tmp_path):
+    # The decode-only memory peak starts there: marked before the first token, it would
+    # include prefill's activations; after the second, it would miss a decode step.
+    make_dummy(tmp_path / "m", arch_name="Qwen3-0.6B", vocab_size=512)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config |= {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    config |= {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
+    config.pop("layer_types", None)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    engine = TransformersEngine({"device": "cpu", "dtype": "float32"})
+    engine.load(str(tmp_path / "m"), has_weights=False)
+    marks = []
+    engine.memory.mark_prefill_done = lambda: marks.append(time.perf_counter())
+    record, mem = engine.generate(list(range(1, 17)), output_len=4)
+    assert record.output_tokens == 4 and len(record.token_times) == 4
+    assert len(marks) == 1
+    assert record.token_times[0] <= marks[0] <= record.token_times[1]
+    assert mem["mem_method"].startswith("process_peak_rss")
