@@ -21,7 +21,12 @@ from quantbench.client import (
     tokenize_via_server,
 )
 from quantbench.client.prompts import count_prompt_tokens
-from quantbench.client.stream import _body, _KernelStampedSocket, realtime_offset_ns
+from quantbench.client.stream import (
+    _body,
+    _KernelStampedSocket,
+    kernel_stamps_available,
+    realtime_offset_ns,
+)
 from quantbench.metrics import compute_metrics
 from quantbench.refserver import max_overlap, read_truth, start_refserver
 
@@ -106,6 +111,9 @@ def test_gc_paused_only_while_measuring_and_loops(server):
 
 def test_kernel_stamp_is_arrival_time_not_read_time():
     """Bytes that wait in the socket keep the time they arrived, on perf_counter's clock."""
+    # What the client checks first: it also turns the kernel's (lazily enabled) stamping on, so
+    # the first read below is stamped even in a fresh process on a fresh machine.
+    assert kernel_stamps_available()
     server = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(server.getsockname())
     peer, _ = server.accept()

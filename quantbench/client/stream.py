@@ -31,6 +31,7 @@ when that matters.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import re
@@ -120,14 +121,36 @@ def realtime_offset_ns(samples: int = 20) -> int:
     return best[1]
 
 
+_stamp_keeper: list[socket.socket] = []
+
+
+@functools.cache
 def kernel_stamps_available() -> bool:
-    """Does this kernel put SO_TIMESTAMPNS receive stamps on TCP reads? (Linux: yes.)"""
+    """Does this kernel put SO_TIMESTAMPNS receive stamps on TCP reads? Probed on a loopback
+    connection, once per process. Linux turns receive stamping on lazily — the first socket to
+    ask schedules it on a workqueue (`net_enable_timestamp`), so reads right after may carry no
+    stamp — and off when the last such socket closes. The probe waits until a read is stamped
+    and keeps its socket open for the process, so stamping stays on from the first request."""
+    if not hasattr(socket.socket, "recvmsg"):
+        return False
     try:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        return hasattr(socket.socket, "recvmsg")
+        server = socket.create_server(("127.0.0.1", 0))
+        probe = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        probe.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     except OSError:
         return False
+    with server, peer:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            peer.sendall(b"x")
+            _, anc, _, _ = probe.recvmsg(1, _ANC_SIZE)
+            if any(lvl == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS for lvl, kind, _ in anc):
+                _stamp_keeper.append(probe)
+                return True
+            time.sleep(0.005)
+    probe.close()
+    return False
 
 
 class _KernelStampedSocket:
