@@ -264,8 +264,9 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
             continue
         entry["status"] = OK
         keys = ["speed_tok_s", "decode_speed_tok_s", "ttft_ms", "tpot_ms", "peak_mem_mb"]
-        if all("decode_peak_mem_mb" in r for r in good):  # engines that mark prefill's end
-            keys.append("decode_peak_mem_mb")
+        # Figures only some engines record (Transformers on CUDA marks prefill's end and the
+        # last token).
+        keys += [k for k in ("decode_peak_mem_mb", "end_mem_mb") if all(k in r for r in good)]
         for key in keys:
             vals = np.array([r[key] for r in good], dtype=float)
             entry[key] = float(vals.mean())

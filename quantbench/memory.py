@@ -5,6 +5,10 @@ end of prefill, over decode alone (`decode_peak_mem_mb`): prefill's transient ac
 MLP's gate/up outputs for every prompt token) are the whole-request peak from a few thousand
 prompt tokens, while the published Transformers cells sit just above weights + the KV cache of
 prompt and generated tokens — the end of decode.
+CUDA also: what the run holds once the last token is out (`end_mem_mb`,
+`torch.cuda.memory_allocated` then: weights, the whole KV cache, persistent workspaces such as
+cuBLAS's), with no transient in it. Decode's peak exceeds it by one layer's K for the whole
+context (the KV cache grows by `torch.cat`, which holds old and new tensors at once).
 CPU: the process's peak RSS (VmHWM), reset before each measurement through
 /proc/self/clear_refs where the kernel allows it, else the lifetime peak (named so).
 """
@@ -30,6 +34,7 @@ class PeakMemory:
         self.cuda = str(device).startswith("cuda")
         self.method = "torch.cuda.max_memory_allocated" if self.cuda else "process_peak_rss"
         self._prefill_peak: int | None = None
+        self._end: int | None = None
 
     def reset(self) -> None:
         if self.cuda:
@@ -38,6 +43,7 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self._prefill_peak = None
+            self._end = None
             return
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
@@ -54,6 +60,13 @@ class PeakMemory:
             self._prefill_peak = torch.cuda.max_memory_allocated()
             torch.cuda.reset_peak_memory_stats()
 
+    def mark_last_token(self) -> None:
+        """Called when the last generated token reaches the host, while the cache is alive."""
+        if self.cuda:
+            import torch
+
+            self._end = torch.cuda.memory_allocated()
+
     def read(self) -> dict:
         if not self.cuda:
             kb = _vm_hwm_kb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -62,13 +75,13 @@ class PeakMemory:
 
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
-        if self._prefill_peak is None:
-            return {"peak_mem_mb": peak / 2**20, "mem_method": self.method}
-        return {
-            "peak_mem_mb": max(peak, self._prefill_peak) / 2**20,
-            "decode_peak_mem_mb": peak / 2**20,
-            "mem_method": self.method,
-        }
+        out = {"peak_mem_mb": peak / 2**20, "mem_method": self.method}
+        if self._prefill_peak is not None:
+            out["peak_mem_mb"] = max(peak, self._prefill_peak) / 2**20
+            out["decode_peak_mem_mb"] = peak / 2**20
+        if self._end is not None:
+            out["end_mem_mb"] = self._end / 2**20
+        return out
 
     def release(self) -> None:
         if self.cuda:

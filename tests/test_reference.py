@@ -213,13 +213,16 @@ def test_memory_is_put_against_its_floor(speed):
             "decode_speed_tok_s": [40.0, 37.0],
             "peak_mem_mb": [15950.5, 17148.8],
             "decode_peak_mem_mb": [15950.5, 16850.0],
+            "end_mem_mb": [15946.0, 16808.0],
             "mem_method": "torch.cuda.max_memory_allocated",
             "device_name": "NVIDIA H100 80GB HBM3",
         }
     )
     config = {"models": {"Qwen3-8B": {}}, "quantizations": {"bf16": {}}}
     out = published_comparison(cells, config).set_index("input_len")
-    # The decode-only peak beside the whole request's, each against the published 16811 MB.
+    # The decode-only peak and the memory held at the end beside the whole request's peak, each
+    # against the published 16811 MB.
+    assert out.loc[6144, "gpu_mem_end_mb_delta_pct"] == pytest.approx((16808 / 16811 - 1) * 100)
     assert out.loc[6144, "gpu_mem_decode_mb_delta_pct"] == pytest.approx((16850 / 16811 - 1) * 100)
     assert out.loc[6144, "gpu_mem_mb_delta_pct"] == pytest.approx((17148.8 / 16811 - 1) * 100)
     # Qwen3-8B: 8,190,735,360 BF16 parameters, 147,456 KV bytes per token.
@@ -230,4 +233,6 @@ def test_memory_is_put_against_its_floor(speed):
     table = comparison_table(out.reset_index()).set_index("input_len")
     assert table.loc[1, "over_floor"] == f"{15950.5 - out.loc[1, 'memory_floor_mb']:+.0f}"
     assert table.loc[6144, "memory_decode_delta"] == "+0.2%"
+    assert table.loc[6144, "memory_end"] == "16808.0"
+    assert table.loc[6144, "memory_end_delta"] == "-0.0%"
     assert table.loc[6144, "memory_delta"] == "**+2.0%**"

@@ -14,12 +14,15 @@ from quantbench.metrics import RequestRecord
 
 class _TokenClock:
     """A generate() streamer that only timestamps: the first put() is the prompt. The first
-    generated token calls `on_first_token` (prefill is over)."""
+    generated token calls `on_first_token` (prefill is over), the `expected`-th calls
+    `on_last_token` (generate() still holds the KV cache then)."""
 
-    def __init__(self, on_first_token=lambda: None):
+    def __init__(self, on_first_token=lambda: None, on_last_token=lambda: None, expected=0):
         self.times: list[float] = []
         self._seen_prompt = False
         self._on_first_token = on_first_token
+        self._on_last_token = on_last_token
+        self._expected = expected
 
     def put(self, value):
         if not self._seen_prompt:
@@ -28,6 +31,8 @@ class _TokenClock:
         self.times.append(time.perf_counter())
         if len(self.times) == 1:
             self._on_first_token()
+        if len(self.times) == self._expected:
+            self._on_last_token()
 
     def end(self):
         pass
@@ -114,11 +119,15 @@ class TransformersEngine:
 
     def generate(self, prompt_ids: list[int], output_len: int) -> tuple[RequestRecord, dict]:
         """One batch-1 greedy request producing exactly `output_len` tokens; returns the record
-        and the peak memory over it."""
+        and the memory figures over it."""
         import torch
 
         ids = torch.tensor([prompt_ids], device=self.device)
-        clock = _TokenClock(on_first_token=self.memory.mark_prefill_done)
+        clock = _TokenClock(
+            on_first_token=self.memory.mark_prefill_done,
+            on_last_token=self.memory.mark_last_token,
+            expected=output_len,
+        )
         self.memory.reset()
         with torch.inference_mode():
             send = time.perf_counter()
