@@ -4,6 +4,7 @@ and the others are kept."""
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from dataclasses import asdict
@@ -62,42 +63,55 @@ def run_single(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[lis
     for input_len, rep in tqdm(
         cells, desc="single", unit="req", disable=not progress, file=sys.__stderr__, mininterval=1.0
     ):
-        base = {
-            "scenario": "single",
-            "input_len": input_len,
-            "output_len": out_len,
-            "repeat": rep,
-            "batch_size": 1,
-        }
-        if max_pos and input_len + out_len > max_pos:
-            rows.append(
-                {
-                    **base,
-                    "status": UNSUPPORTED,
-                    "reason": f"{input_len}+{out_len} tokens exceed the model's "
-                    f"max_position_embeddings {max_pos}",
-                }
-            )
-            continue
-        try:
-            prompt = make_prompt_ids(tokenizer, input_len, seed=cfg.get("seed", 0) + rep)
-            record, mem = engine.generate(prompt, out_len)
-        except Exception as err:  # noqa: BLE001 - any failure is this cell's result
-            reason = "OOM: " if _is_oom(err) else ""
-            rows.append(
-                {
-                    **base,
-                    "status": FAILED,
-                    "reason": reason + f"{type(err).__name__}: {err}"[:500],
-                    "traceback": traceback.format_exc(limit=5),
-                }
-            )
-            if _is_oom(err):
-                engine.release()
-            continue
-        rows.append({**base, **record_row(record, input_len, out_len), **mem})
-        raw.append({**base, **asdict(record)})  # every timestamp, for re-analysis
+        row, timestamps = _single_request(engine, tokenizer, cfg, input_len, rep, max_pos)
+        rows.append(row)
+        if timestamps is not None:
+            raw.append(timestamps)
+        _log_row(row)
     return rows, raw
+
+
+def _single_request(engine, tokenizer, cfg, input_len, rep, max_pos):
+    """One batch-1 request: its row, and where it ran, its raw record (every timestamp, for
+    re-analysis)."""
+    from quantbench.client.prompts import make_prompt_ids
+
+    out_len = cfg["output_len"]
+    base = {
+        "scenario": "single",
+        "input_len": input_len,
+        "output_len": out_len,
+        "repeat": rep,
+        "batch_size": 1,
+    }
+    if max_pos and input_len + out_len > max_pos:
+        reason = (
+            f"{input_len}+{out_len} tokens exceed the model's max_position_embeddings {max_pos}"
+        )
+        return {**base, "status": UNSUPPORTED, "reason": reason}, None
+    try:
+        prompt = make_prompt_ids(tokenizer, input_len, seed=cfg.get("seed", 0) + rep)
+        record, mem = engine.generate(prompt, out_len)
+    except Exception as err:  # noqa: BLE001 - any failure is this cell's result
+        oom = _is_oom(err)
+        if oom:
+            engine.release()
+        row = {
+            **base,
+            "status": FAILED,
+            "reason": ("OOM: " if oom else "") + f"{type(err).__name__}: {err}"[:500],
+            "traceback": traceback.format_exc(limit=5),
+        }
+        return row, None
+    return {**base, **record_row(record, input_len, out_len), **mem}, {**base, **asdict(record)}
+
+
+def _log_row(row: dict) -> None:
+    """One line per request in the job's log, as it finishes: a job cut before its result file
+    is written (a time limit, scancel) still shows which requests finished and what they
+    measured."""
+    shown = {k: v for k, v in row.items() if k != "traceback"}
+    tqdm.write("single " + json.dumps(shown, default=str), file=sys.__stderr__)
 
 
 def _random_lengths(mean: int, range_ratio: float, n: int, rng) -> list[int]:

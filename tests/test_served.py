@@ -2,6 +2,7 @@
 the streaming client, stop with no process left) against the reference server standing in for
 vLLM/SGLang (their real servers need a GPU or a 3 GB CPU build; see README for the real runs)."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def tokenizer():
     return build_tokenizer(1024)
 
 
-def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer):
+def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
     engine = VLLMEngine({"device": "cpu", "request_timeout_s": 60})
     launch = {
         "served_model_name": "ref",
@@ -79,6 +80,12 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer):
             },
             progress=False,
         )
+        # Each request's row is in the job's log as it finishes (kept there if the job is cut).
+        logged = [
+            json.loads(line.removeprefix("single "))
+            for line in capfd.readouterr().err.splitlines()
+            if line.startswith("single {")
+        ]
         serving, _ = run_serving(
             engine,
             tokenizer,
@@ -116,6 +123,7 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer):
     # the server waits 5 ms before the first token; a catching-up schedule may bunch the rest
     assert all(r["ttft_ms"] >= 4.5 and r["tpot_ms"] > 0 for r in single)
     assert len(raw) == 4 and all(len(r["token_times"]) == 12 for r in raw)
+    assert logged == single
     (row,) = serving
     assert row["status"] == "ok" and row["completed"] == 12 and row["failed"] == 0
     assert row["total_output_tokens"] == 12 * 8
