@@ -7,8 +7,10 @@ prompt tokens, while the published Transformers cells sit just above weights + t
 prompt and generated tokens — the end of decode.
 CUDA also: what the run holds once the last token is out (`end_mem_mb`,
 `torch.cuda.memory_allocated` then: weights, the whole KV cache, persistent workspaces such as
-cuBLAS's), with no transient in it. Decode's peak exceeds it by one layer's K for the whole
-context (the KV cache grows by `torch.cat`, which holds old and new tensors at once).
+cuBLAS's), with no transient in it. Decode's peak should exceed it by one layer's K for the
+whole context (the KV cache grows by `torch.cat`, which holds old and new tensors at once): that
+is the decode peak's measured excess over the published cells (README, "Measured on the lent
+H100").
 CPU: the process's peak RSS (VmHWM), reset before each measurement through
 /proc/self/clear_refs where the kernel allows it, else the lifetime peak (named so).
 """
@@ -81,6 +83,7 @@ class PeakMemory:
             out["decode_peak_mem_mb"] = peak / 2**20
         if self._end is not None:
             out["end_mem_mb"] = self._end / 2**20
+            out["end_mem_method"] = "torch.cuda.memory_allocated at the last token"
         return out
 
     def release(self) -> None:
