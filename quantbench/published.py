@@ -16,6 +16,15 @@ from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, r
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
 PUBLISHED_GPU = "NVIDIA H20"  # the Qwen3 tables' hardware (README of reference/)
 KEYS = ["engine", "model", "input_len", "quant"]
+# Each memory figure of a measured cell (column here: the engine's row key), every one read
+# against the one published column: the whole request's peak, decode's peak alone, and what the
+# run holds at its last token (the last two from the Transformers engine; the published cells
+# sit just above weights + KV cache, with no transient).
+MEMORY_FIGURES = {
+    "gpu_mem_mb": "peak_mem_mb",
+    "gpu_mem_decode_mb": "decode_peak_mem_mb",
+    "gpu_mem_end_mb": "end_mem_mb",
+}
 
 
 def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -31,21 +40,13 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     )
     ok = ok.dropna(subset=["quant"])
     published_way = ok["mem_method"] == "torch.cuda.max_memory_allocated"
-    ok["gpu_mem_mb"] = ok["peak_mem_mb"].where(published_way)
-    # Decode's peak alone, and what the run holds at its last token (the Transformers engine
-    # records both): the published cells sit just above weights + KV cache, with no transient.
-    for ours, col in (
-        ("decode_peak_mem_mb", "gpu_mem_decode_mb"),
-        ("end_mem_mb", "gpu_mem_end_mb"),
-    ):
+    for col, ours in MEMORY_FIGURES.items():
         ok[col] = ok.get(ours, pd.Series(float("nan"), ok.index)).where(published_way)
     agg = ok.groupby([*KEYS, "quantization"], as_index=False).agg(
         speed_tok_s=("speed_tok_s", "mean"),
         speed_std=("speed_tok_s", lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
         decode_speed_tok_s=("decode_speed_tok_s", "mean"),
-        gpu_mem_mb=("gpu_mem_mb", "max"),
-        gpu_mem_decode_mb=("gpu_mem_decode_mb", "max"),
-        gpu_mem_end_mb=("gpu_mem_end_mb", "max"),
+        **{col: (col, "max") for col in MEMORY_FIGURES},
         output_len=("output_len", "first"),
         repeats=("speed_tok_s", "size"),
         device_name=("device_name", "first"),
@@ -96,10 +97,9 @@ def published_comparison(cells: pd.DataFrame, config: dict, reference_dir=None) 
     if measured.empty:
         return measured
     published = load_qwen3_speed(reference_dir)
-    # The whole request's peak, decode's alone and the memory held at the end, each against the
-    # one published column.
-    published["gpu_mem_decode_mb"] = published["gpu_mem_end_mb"] = published["gpu_mem_mb"]
-    values = ("speed_tok_s", "gpu_mem_mb", "gpu_mem_decode_mb", "gpu_mem_end_mb")
+    for col in MEMORY_FIGURES:
+        published[col] = published["gpu_mem_mb"]
+    values = ("speed_tok_s", *MEMORY_FIGURES)
     out = compare_with_published(measured, published, keys=KEYS, values=values)
     pub = published.set_index(KEYS)
     out["tp"] = [pub["tp"].get(tuple(r[k] for k in KEYS), 1) for _, r in out.iterrows()]
