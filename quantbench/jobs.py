@@ -120,7 +120,8 @@ def _engine_session(engine, launch: dict, server_log: str):
                 "value": time.perf_counter() - start,
                 "unit": "s",
                 "method": "in-process model load",
-            }
+            },
+            **engine.startup_facts(),
         }
         engine.close()
     else:

@@ -86,6 +86,14 @@ class PeakMemory:
             out["end_mem_method"] = "torch.cuda.memory_allocated at the last token"
         return out
 
+    def held_mb(self) -> float | None:
+        """What the process holds on the GPU now (None off CUDA)."""
+        if not self.cuda:
+            return None
+        import torch
+
+        return torch.cuda.memory_allocated() / 2**20
+
     def release(self) -> None:
         if self.cuda:
             import torch

@@ -117,6 +117,20 @@ class TransformersEngine:
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
         return time.perf_counter() - start
 
+    def startup_facts(self) -> dict:
+        """What the loaded model holds on the GPU before any request: the base every memory
+        figure stands on (the published cells read as weights + KV cache + a constant)."""
+        held = self.memory.held_mb()
+        if held is None:
+            return {}
+        return {
+            "weights_gib": {
+                "value": held / 1024,
+                "unit": "GiB",
+                "method": "torch.cuda.memory_allocated after load, before any request",
+            }
+        }
+
     def generate(self, prompt_ids: list[int], output_len: int) -> tuple[RequestRecord, dict]:
         """One batch-1 greedy request producing exactly `output_len` tokens; returns the record
         and the memory figures over it."""
