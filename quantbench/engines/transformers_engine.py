@@ -46,6 +46,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _reserve_for_weights(config, dtype, attn: str, device: str) -> None:
+    """Let the allocator take the weights' bytes as one block, then free it, as from_pretrained
+    does before loading (Transformers' caching-allocator warm-up): the parameters are then cut
+    from that one cached segment. Allocated one by one instead, each tensor whose size is not a
+    multiple of 2 MiB gets a segment of its own and holds the remainder too (under 1 MiB is not
+    split off): 54 MiB more for Qwen3-4B, whose 2560 x 9728 MLP matrices are 47.5 MiB each, in
+    every memory figure of a random-weight model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if torch.device(device).type != "cuda":
+        return
+    with torch.device("meta"):
+        shape = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    tensors = [*shape.parameters(), *shape.buffers()]  # a tied weight is listed once
+    torch.empty(sum(t.nbytes for t in tensors), dtype=torch.uint8, device=device)  # freed at once
+
+
 @register_engine("transformers")
 class TransformersEngine:
     in_process = True
@@ -104,6 +122,7 @@ class TransformersEngine:
         else:  # a dummy model: the real architecture with random weights
             torch.manual_seed(seed)
             config = AutoConfig.from_pretrained(checkpoint)
+            _reserve_for_weights(config, self.dtype, attn, self.device)
             with torch.device(self.device):
                 model = AutoModelForCausalLM.from_config(
                     config, dtype=self.dtype, attn_implementation=attn
