@@ -10,6 +10,7 @@ import pandas as pd
 
 from quantbench import archs
 from quantbench.reference import compare_with_published, load_qwen3_speed, normalise_quant
+from quantbench.report import mean_with_spread
 from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
@@ -44,7 +45,7 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
         ok[col] = ok.get(ours, pd.Series(float("nan"), ok.index)).where(published_way)
     agg = ok.groupby([*KEYS, "quantization"], as_index=False).agg(
         speed_tok_s=("speed_tok_s", "mean"),
-        speed_std=("speed_tok_s", lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
+        speed_std=("speed_tok_s", "std"),
         decode_speed_tok_s=("decode_speed_tok_s", "mean"),
         **{col: (col, "max") for col in MEMORY_FIGURES},
         output_len=("output_len", "first"),
@@ -144,7 +145,9 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
             "input_len": out["input_len"],
             "quant": out["quant"],
             "quantization": out["quantization"],
-            "speed": [f"{s:.2f} ± {d:.2f}" for s, d in zip(out["speed_tok_s"], out["speed_std"])],
+            "speed": list(
+                map(mean_with_spread, out["speed_tok_s"], out["speed_std"], out["repeats"])
+            ),
             "speed_published": out["speed_tok_s_published"].map(_num),
             "speed_ratio": out["speed_tok_s_ratio"].map(_num),
             "vs_bf16": out.get("speed_vs_bf16", pd.Series(dtype=float)).map(_num),

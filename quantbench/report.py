@@ -84,6 +84,12 @@ SPEED_COLUMNS = [
 ]
 
 
+def mean_with_spread(mean: float, sd: float, repeats: int) -> str:
+    """Mean ± sample standard deviation over repeats; one repeat has no spread to show (a
+    "± 0.00" would claim a measured one)."""
+    return f"{mean:.2f} ± {sd:.2f}" if repeats > 1 else f"{mean:.2f}"
+
+
 def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
     """Rows model x input length x quantization per engine; speed (mean ± std over repeats) and
     peak memory. A cell with no successful repeat shows its status and reason instead."""
@@ -97,8 +103,8 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
             row["speed_tok_s"] = _status_or(first, "")
             row["memory_mb"] = ""
         else:
-            sd = ok["speed_tok_s"].std(ddof=1) if len(ok) > 1 else 0.0
-            row["speed_tok_s"] = f"{ok['speed_tok_s'].mean():.2f} ± {sd:.2f}"
+            speed = ok["speed_tok_s"]
+            row["speed_tok_s"] = mean_with_spread(speed.mean(), speed.std(), len(speed))
             row["decode_tok_s"] = f"{ok['decode_speed_tok_s'].mean():.2f}"
             row["memory_mb"] = f"{ok['peak_mem_mb'].max():.2f}"
             row["memory_method"] = ok["mem_method"].iloc[0]

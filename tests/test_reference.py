@@ -231,8 +231,26 @@ def test_memory_is_put_against_its_floor(speed):
     assert out.loc[6144, "over_floor_mb"] == pytest.approx(17148.8 - floor_6144)
     assert out.loc[6144, "over_floor_published_mb"] == pytest.approx(16811 - floor_6144)
     table = comparison_table(out.reset_index()).set_index("input_len")
+    assert table.loc[6144, "speed"] == "150.00"  # one repeat: no spread claimed
     assert table.loc[1, "over_floor"] == f"{15950.5 - out.loc[1, 'memory_floor_mb']:+.0f}"
     assert table.loc[6144, "memory_decode_delta"] == "+0.2%"
     assert table.loc[6144, "memory_end"] == "16808.0"
     assert table.loc[6144, "memory_end_delta"] == "-0.0%"
     assert table.loc[6144, "memory_delta"] == "**+2.0%**"
+
+
+def test_speed_table_shows_a_spread_only_over_repeats():
+    from quantbench.report import speed_table
+
+    row = {"scenario": "single", "status": "ok", "engine": "sglang", "quantization": "bf16"}
+    row |= {"decode_speed_tok_s": 1.0, "peak_mem_mb": 1.0, "mem_method": "nvml"}
+    cells = pd.DataFrame(
+        [
+            row | {"model": "one", "input_len": 1, "speed_tok_s": 100.0},
+            row | {"model": "two", "input_len": 1, "speed_tok_s": 100.0},
+            row | {"model": "two", "input_len": 1, "speed_tok_s": 110.0},
+        ]
+    )
+    table = speed_table(cells).set_index("model")
+    assert table.loc["one", "speed_tok_s"] == "100.00"
+    assert table.loc["two", "speed_tok_s"] == "105.00 ± 7.07"
