@@ -157,3 +157,21 @@ def test_a_cell_adds_server_arguments_after_the_engines(config):
     assert spec.cmd[spec.cmd.index("--tp-size") + 1] == "2"
     assert engine == {"extra_args": ["--cuda-graph-max-bs-decode", "32"], "tensor_parallel_size": 1}
     assert cell_engine_settings(engine, {"model": "x"}) == engine
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["h100.yaml"],
+        ["h100.yaml", "h100_next.yaml"],
+        ["h100.yaml", "h100_long.yaml"],
+        ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
+        ["h100_quant.yaml"],
+    ],
+    ids=lambda files: "+".join(f.removesuffix(".yaml") for f in files),
+)
+def test_the_lent_gpu_configs_plan_without_error(files, tmp_path):
+    # Each is read only on the GPU machine, where a typo costs device time: plan each here.
+    proc = dry_run([ROOT / "config" / f for f in files], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "benchmark" in proc.stdout

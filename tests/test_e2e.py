@@ -46,9 +46,13 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Comp
     return proc
 
 
-def dry_run(configfile: Path, workdir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`snakemake -n` of this repository's Snakefile with `configfile`, in `workdir`."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", str(configfile)]
+def dry_run(
+    configfile: Path | list[Path], workdir: Path, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """`snakemake -n` of this repository's Snakefile with `configfile` (or several, later ones
+    overriding earlier ones), in `workdir`."""
+    files = configfile if isinstance(configfile, list) else [configfile]
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", *map(str, files)]
     cmd += ["-s", str(ROOT / "Snakefile"), "-d", str(workdir)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
