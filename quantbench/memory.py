@@ -36,7 +36,7 @@ class PeakMemory:
         self.cuda = str(device).startswith("cuda")
         self.method = "torch.cuda.max_memory_allocated" if self.cuda else "process_peak_rss"
         self._prefill_peak: int | None = None
-        self._end: int | None = None
+        self._end_mb: float | None = None
 
     def reset(self) -> None:
         if self.cuda:
@@ -45,7 +45,7 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self._prefill_peak = None
-            self._end = None
+            self._end_mb = None
             return
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
@@ -64,10 +64,7 @@ class PeakMemory:
 
     def mark_last_token(self) -> None:
         """Called when the last generated token reaches the host, while the cache is alive."""
-        if self.cuda:
-            import torch
-
-            self._end = torch.cuda.memory_allocated()
+        self._end_mb = self.held_mb()
 
     def read(self) -> dict:
         if not self.cuda:
@@ -81,8 +78,8 @@ class PeakMemory:
         if self._prefill_peak is not None:
             out["peak_mem_mb"] = max(peak, self._prefill_peak) / 2**20
             out["decode_peak_mem_mb"] = peak / 2**20
-        if self._end is not None:
-            out["end_mem_mb"] = self._end / 2**20
+        if self._end_mb is not None:
+            out["end_mem_mb"] = self._end_mb
             out["end_mem_method"] = "torch.cuda.memory_allocated at the last token"
         return out
 
