@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import platform
@@ -17,13 +19,30 @@ from quantbench import __version__
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Test hook standing in for a full disk where no small filesystem can be mounted: a write to a
+# path containing this variable's value fails with ENOSPC (tests/test_faults.py).
+FAULT_ENOSPC_ENV = "QUANTBENCH_FAULT_ENOSPC"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see half a file."""
+    """Write via a temp file in the same directory and rename, so readers never see half a file.
+    The file gets the mode a plain open() would give it (0644 under the usual umask), not
+    mkstemp's 0600: results are read by others on a shared filesystem."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as fh:
+            fault = os.environ.get(FAULT_ENOSPC_ENV)
+            if fault and fault in str(path):
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (injected)", str(path))
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -41,18 +60,38 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def _git_commit() -> str | None:
+@functools.cache
+def _git_state() -> tuple[str | None, bool | None]:
+    """The workflow tree's commit and whether it has uncommitted changes to tracked files."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
             check=False,
         )
-        return out.stdout.strip() or None
-    except OSError:
-        return None
+        commit = head.stdout.strip() or None
+        if commit is None:
+            return None, None
+        status = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+        return commit, dirty
+    except (OSError, subprocess.TimeoutExpired):
+        return None, None
+
+
+def _git_commit() -> str | None:
+    """`abc1234`, or `abc1234-dirty` when tracked files differ from that commit (as `git
+    describe --dirty` writes it): the result then came from code no commit holds."""
+    commit, dirty = _git_state()
+    return f"{commit}-dirty" if commit and dirty else commit
 
 
 def device_name(device: str | None = None) -> str:
@@ -100,6 +139,7 @@ def provenance(
         "python": platform.python_version(),
         "quantbench_version": __version__,
         "git_commit": _git_commit(),
+        "git_dirty": _git_state()[1],
         "settings": settings or {},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
