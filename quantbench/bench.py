@@ -12,9 +12,25 @@ from dataclasses import asdict
 import numpy as np
 from tqdm import tqdm
 
+from quantbench import gpu
 from quantbench.metrics import RequestRecord, compute_metrics, qwen_speed
 
 OK, FAILED, UNSUPPORTED, SKIPPED = "ok", "failed", "unsupported", "skipped"
+# Tokens a warm-up request generates: enough to run prefill and decode at its shape once.
+WARMUP_OUTPUT_LEN = 16
+
+
+def cache_fields(records: list, allowed: int = 0) -> dict:
+    """The engine's own count of prompt tokens it served from cache, over `records`; a hit is
+    more cached tokens than the workload declares shared (`allowed`). Never averaged away: the
+    tables show `cached_tokens` and `cache_hits` beside every figure."""
+    counts = [r.cached_tokens for r in records]
+    reported = [c for c in counts if c is not None]
+    return {
+        "cached_tokens": sum(reported) if reported else None,
+        "cache_hits": sum(c > allowed for c in reported),
+        "cache_unreported": len(counts) - len(reported),
+    }
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -46,36 +62,56 @@ def record_row(record: RequestRecord, input_len: int, output_len: int) -> dict:
     return row
 
 
-def run_single(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
-    """Batch 1 at each input length (ascending), `repeats` times, exactly `output_len` tokens.
+def run_single(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list, list, dict]:
+    """Batch 1 at each input length (ascending), `repeats` times, exactly `output_len` tokens,
+    each length after one unmeasured request of its own shape (`warmup_per_shape`).
 
-    Returns the rows and the raw per-request records (timestamps) for re-analysis.
+    `prompts` is the job's PromptSource: every request, warm-up included, has its own prompt
+    and none begins another. Returns the rows, the raw per-request records (timestamps) for
+    re-analysis, and what ran besides (warm-up requests).
     """
-    from quantbench.client.prompts import make_prompt_ids
-
     lengths = sorted(cfg["input_lengths"])
     out_len = cfg["output_len"]
+    seed = cfg.get("seed", 0)
     max_pos = getattr(engine, "max_positions", None)
-    for i in range(cfg.get("warmup", 0)):  # compile kernels, fill caches; not recorded
-        engine.generate(make_prompt_ids(tokenizer, min(lengths), seed=10_000 + i), min(8, out_len))
+    warmups = 0
+    for i in range(cfg.get("warmup", 0)):  # load kernels once; not recorded
+        engine.generate(prompts.prompt(min(lengths), seed, "single-warmup", i), min(8, out_len))
+        warmups += 1
     rows, raw = [], []
-    cells = [(n, r) for n in lengths for r in range(cfg["repeats"])]
-    for input_len, rep in tqdm(
-        cells, desc="single", unit="req", disable=not progress, file=sys.__stderr__, mininterval=1.0
-    ):
-        row, timestamps = _single_request(engine, tokenizer, cfg, input_len, rep, max_pos)
-        rows.append(row)
-        if timestamps is not None:
-            raw.append(timestamps)
-        _log_row(row)
-    return rows, raw
+    bar = tqdm(
+        total=len(lengths) * cfg["repeats"],
+        desc="single",
+        unit="req",
+        disable=not progress,
+        file=sys.__stderr__,
+        mininterval=1.0,
+    )
+    for input_len in lengths:
+        fits = not (max_pos and input_len + out_len > max_pos)
+        if cfg.get("warmup_per_shape", True) and fits:
+            try:  # this length's kernels and shapes, once, before its measured repeats
+                ids = prompts.prompt(input_len, seed, "single-warmup-shape", input_len)
+                engine.generate(ids, min(WARMUP_OUTPUT_LEN, out_len))
+                warmups += 1
+            except Exception as err:  # noqa: BLE001 - the measured requests record the failure
+                tqdm.write(f"single warm-up at {input_len} failed: {err}", file=sys.__stderr__)
+                if _is_oom(err):
+                    engine.release()
+        for rep in range(cfg["repeats"]):
+            row, timestamps = _single_request(engine, prompts, cfg, input_len, rep, max_pos)
+            rows.append(row)
+            if timestamps is not None:
+                raw.append(timestamps)
+            _log_row(row)
+            bar.update()
+    bar.close()
+    return rows, raw, {"warmup_requests": warmups}
 
 
-def _single_request(engine, tokenizer, cfg, input_len, rep, max_pos):
+def _single_request(engine, prompts, cfg, input_len, rep, max_pos):
     """One batch-1 request: its row, and where it ran, its raw record (every timestamp, for
     re-analysis)."""
-    from quantbench.client.prompts import make_prompt_ids
-
     out_len = cfg["output_len"]
     base = {
         "scenario": "single",
@@ -90,7 +126,7 @@ def _single_request(engine, tokenizer, cfg, input_len, rep, max_pos):
         )
         return {**base, "status": UNSUPPORTED, "reason": reason}, None
     try:
-        prompt = make_prompt_ids(tokenizer, input_len, seed=cfg.get("seed", 0) + rep)
+        prompt = prompts.prompt(input_len, cfg.get("seed", 0), "single", input_len, rep)
         record, mem = engine.generate(prompt, out_len)
     except Exception as err:  # noqa: BLE001 - any failure is this cell's result
         oom = _is_oom(err)
@@ -103,7 +139,10 @@ def _single_request(engine, tokenizer, cfg, input_len, rep, max_pos):
             "traceback": traceback.format_exc(limit=5),
         }
         return row, None
-    return {**base, **record_row(record, input_len, out_len), **mem}, {**base, **asdict(record)}
+    cache = cache_fields([record])
+    row = {**base, **record_row(record, input_len, out_len), **mem}
+    row |= {"cached_tokens": cache["cached_tokens"], "cache_hit": bool(cache["cache_hits"])}
+    return row, {**base, **asdict(record)}
 
 
 def _log_row(row: dict) -> None:
@@ -119,22 +158,37 @@ def _random_lengths(mean: int, range_ratio: float, n: int, rng) -> list[int]:
     return [int(x) for x in rng.integers(lo, hi + 1, size=n)]
 
 
-def _run_load(engine, tokenizer, lengths, cfg: dict, progress: bool, **load) -> list:
-    """Exact-length prompts (one per entry of `lengths`, seeded from cfg["seed"]) streamed
-    through the engine's server with `output_len` tokens each; the raw records."""
-    from quantbench.client.prompts import make_prompt_ids
+def _run_load(engine, prompts, lengths, cfg: dict, progress: bool, scenario: str) -> tuple:
+    """Exact-length prompts (one per entry of `lengths`, each its own, from the job's
+    PromptSource) streamed through the engine's server with `output_len` tokens each, after
+    `warmup` unmeasured requests of their own at the load's first lengths, sent together. A
+    workload that declares `shared_prefix_tokens` starts every prompt with one shared prefix.
+    Returns the raw records and the number of warm-up requests."""
+    seed = cfg["seed"]
+    shared = min(cfg.get("shared_prefix_tokens") or 0, min(lengths))
+    prefix = prompts.prompt(shared, seed, scenario, "shared-prefix") if shared else []
+
+    def one(n, *key):
+        return (
+            prefix + prompts.prompt(n - shared, seed, scenario, n, *key)
+            if n > shared
+            else prefix[:n]
+        )
 
     bar = tqdm(lengths, desc="prompts", disable=not progress, file=sys.__stderr__)
-    prompts = [make_prompt_ids(tokenizer, n, seed=cfg["seed"] + i) for i, n in enumerate(bar)]
+    measured = [one(n, i) for i, n in enumerate(bar)]
+    warm = [one(n, "warmup", i) for i, n in enumerate(lengths[: cfg.get("warmup", 0)])]
     rate = cfg.get("request_rate") or float("inf")
-    return engine.run_requests(
-        prompts,
+    records = engine.run_requests(
+        measured,
         cfg["output_len"],
         request_rate=rate,
         concurrency=cfg.get("max_concurrency"),
-        seed=cfg["seed"],
-        **load,
+        seed=seed,
+        burstiness=cfg.get("burstiness", 1.0),
+        warmup_prompts=warm,
     )
+    return records, len(warm)
 
 
 def _workload(cfg: dict) -> dict:
@@ -145,6 +199,7 @@ def _workload(cfg: dict) -> dict:
         "num_prompts": cfg["num_prompts"],
         "input_len": cfg["input_len"],
         "output_len": cfg["output_len"],
+        "shared_prefix_tokens": cfg.get("shared_prefix_tokens") or 0,
     }
 
 
@@ -153,21 +208,22 @@ def load_row(records: list, cfg: dict, **row) -> dict:
     when requests failed or returned another number of tokens than asked for."""
     m = compute_metrics(records, slo_ms=cfg.get("slo_ms") or None)
     wrong = sum(r.output_tokens != cfg["output_len"] for r in records if r.ok)
-    row |= {**_workload(cfg), **m.as_dict(), "status": OK}
+    cache = cache_fields(records, cfg.get("shared_prefix_tokens") or 0)
+    row |= {**_workload(cfg), **m.as_dict(), **cache, "status": OK}
     if m.failed or wrong:
         row["status"] = FAILED if m.completed == 0 else "partial"
         row["reason"] = f"{m.failed} requests failed, {wrong} with a wrong output length"
     return row
 
 
-def run_serving(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
+def run_serving(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list, list, dict]:
     """Online serving: `num_prompts` requests at a (Poisson/gamma) request rate and/or a
     concurrency limit; one summary row of vLLM-defined metrics, plus the raw records."""
     rng = np.random.default_rng(cfg["seed"])
     lengths = _random_lengths(cfg["input_len"], cfg["range_ratio"], cfg["num_prompts"], rng)
-    load = {"burstiness": cfg["burstiness"], "warmup": cfg["warmup"]}
-    records = _run_load(engine, tokenizer, lengths, cfg, progress, **load)
-    return [load_row(records, cfg, scenario="serving")], [r.to_dict() for r in records]
+    records, warmups = _run_load(engine, prompts, lengths, cfg, progress, "serving")
+    rows = [load_row(records, cfg, scenario="serving")]
+    return rows, [r.to_dict() for r in records], {"warmup_requests": warmups}
 
 
 def scenario_status(rows: list[dict]) -> str:
@@ -182,7 +238,7 @@ def batch_row(records: list, base: dict, memory: dict) -> dict:
     bad = [r for r in records if not r.ok or r.output_tokens != out_len]
     if bad:
         reason = bad[0].error or f"{len(bad)} requests with a wrong output length"
-        return {**base, "status": FAILED, "reason": reason}
+        return {**base, "status": FAILED, "reason": reason, **cache_fields(records)}
     send = min(r.send_time for r in records)
     prefill = max(r.token_times[0] for r in records) - send
     latency = max(r.token_times[-1] for r in records) - send
@@ -196,41 +252,54 @@ def batch_row(records: list, base: dict, memory: dict) -> dict:
         "output_throughput_tok_s": b * out_len / (latency - prefill),
         "itl_ms": float(np.median(itl)) * 1000 if itl else float("nan"),
         **memory,
+        **cache_fields(records),
     }
 
 
-def run_batch(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list[dict], list]:
+def run_batch(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list, list, dict]:
     """Fixed batches: B requests of `input_len` sent together. As in SGLang's one-batch report:
     latency = last token of the batch; prefill = last first token; input throughput =
     B x input_len / prefill; output throughput = B x output_len / (latency - prefill);
-    ITL = median gap between tokens."""
-    from quantbench.client.prompts import make_prompt_ids
-
-    rows, raw = [], []
+    ITL = median gap between tokens. Each batch size runs once unmeasured first (its own
+    prompts, `WARMUP_OUTPUT_LEN` tokens); the GPU energy counter is read around each batch."""
+    rows, raw, warmups = [], [], 0
+    n, out_len, seed = cfg["input_len"], cfg["output_len"], cfg["seed"]
     for b in tqdm(cfg["batch_sizes"], desc="batch", disable=not progress, file=sys.__stderr__):
-        prompts = [
-            make_prompt_ids(tokenizer, cfg["input_len"], seed=cfg["seed"] + i) for i in range(b)
-        ]
-        base = {
-            "scenario": "batch",
-            "batch_size": b,
-            "input_len": cfg["input_len"],
-            "output_len": cfg["output_len"],
-        }
-        records = engine.run_requests(prompts, cfg["output_len"], concurrency=b)
+        if cfg.get("warmup_per_shape", True):
+            warm = [prompts.prompt(n, seed, "batch-warmup", b, i) for i in range(b)]
+            engine.run_requests(warm, min(WARMUP_OUTPUT_LEN, out_len), concurrency=b)
+            warmups += b
+        batch = [prompts.prompt(n, seed, "batch", b, i) for i in range(b)]
+        base = {"scenario": "batch", "batch_size": b, "input_len": n, "output_len": out_len}
+        energy_start = gpu.energy_j()
+        records = engine.run_requests(batch, out_len, concurrency=b)
+        energy = _energy(energy_start, b * out_len)
         raw += [{**base, **r.to_dict()} for r in records]
-        rows.append(batch_row(records, base, engine.measure_memory()))
-    return rows, raw
+        rows.append(
+            {**batch_row(records, base, engine.measure_memory(b * (n + out_len))), **energy}
+        )
+    return rows, raw, {"warmup_requests": warmups}
 
 
-def run_engine_client(engine, tokenizer, cfg: dict, progress: bool = True) -> tuple[list, list]:
+def _energy(start_j: float | None, output_tokens: int) -> dict:
+    """Joules since `start_j` on the GPUs' counter, and per output token; empty without one."""
+    end_j = gpu.energy_j()
+    if start_j is None or end_j is None:
+        return {}
+    joules = end_j - start_j
+    return {"energy_j": joules, "energy_j_per_output_token": joules / max(output_tokens, 1)}
+
+
+def run_engine_client(engine, prompts, cfg: dict, progress: bool = True) -> tuple:
     """The project's client, then the engine's own benchmark tool, on the same server with the
-    same fixed-length workload: one row per client, under the same metric names."""
+    same fixed-length workload: one row per client, under the same metric names. Our prompts
+    are the run's own (no prefix of any other); the tool draws its own random ones."""
     from quantbench.engines.own_client import TOOLS, Workload
 
     w = Workload.from_config(cfg)
-    cfg = asdict(w)  # the schema's defaults are the Workload's
-    records = _run_load(engine, tokenizer, [w.input_len] * w.num_prompts, cfg, progress, warmup=1)
+    cfg = {**asdict(w), "warmup": 1}  # the schema's defaults are the Workload's
+    lengths = [w.input_len] * w.num_prompts
+    records, warmups = _run_load(engine, prompts, lengths, cfg, progress, "engine_client")
     ours = load_row(records, cfg, scenario="engine_client", client="quantbench")
     base = {"scenario": "engine_client", **_workload(cfg)}
     try:
@@ -238,7 +307,7 @@ def run_engine_client(engine, tokenizer, cfg: dict, progress: bool = True) -> tu
     except Exception as err:  # noqa: BLE001 - the other client's failure is its row's result
         tool = TOOLS[engine.name].name
         theirs = {**base, "client": tool, "status": FAILED, "reason": str(err)[:1500]}
-    return [ours, theirs], [r.to_dict() for r in records]
+    return [ours, theirs], [r.to_dict() for r in records], {"warmup_requests": warmups}
 
 
 SCENARIO_RUNNERS = {
@@ -277,6 +346,10 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
             out.append(entry)
             continue
         entry["status"] = OK
+        cached = [r.get("cached_tokens") for r in group]
+        entry["cached_tokens"] = sum(c for c in cached if c is not None)
+        entry["cache_hits"] = sum(bool(r.get("cache_hit")) for r in group)
+        entry["cache_unreported"] = sum(c is None for c in cached)
         keys = ["speed_tok_s", "decode_speed_tok_s", "ttft_ms", "tpot_ms", "peak_mem_mb"]
         # Figures only some engines record (Transformers on CUDA marks prefill's end and the
         # last token).

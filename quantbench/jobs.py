@@ -19,11 +19,20 @@ FAILED, OK, NOT_APPLICABLE = "failed", "ok", "not_applicable"
 
 @contextlib.contextmanager
 def logged(log_path: str):
-    """Send the job's stdout/stderr to its log; progress bars write to the terminal."""
+    """Send the job's stdout/stderr to its log; progress bars write to the terminal. An
+    exception that ends the job is written to the log too (its traceback, not only the
+    terminal's). The job stops when its Snakemake is gone (quantbench.guard)."""
+    from quantbench.guard import start_job
+
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as log:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            yield log
+            start_job()
+            try:
+                yield log
+            except BaseException:
+                traceback.print_exc()
+                raise
 
 
 def _failure(err: BaseException) -> dict:
@@ -32,11 +41,20 @@ def _failure(err: BaseException) -> dict:
 
 
 def model_job(smk) -> None:
+    """Build or fetch the model; a failure (unknown architecture, missing directory, no Hub) is
+    recorded in model.json with status `failed`, and every job after it carries it."""
     from quantbench.models import materialize
 
     with logged(smk.log[0]):
-        out_dir = Path(smk.output[0]).parent
-        materialize(smk.wildcards.model, dict(smk.params.spec), out_dir)
+        out = Path(smk.output[0])
+        name, spec = smk.wildcards.model, dict(smk.params.spec)
+        prov = provenance(model=name, quantization=None, engine=None, settings={"model": spec})
+        try:
+            manifest = materialize(name, spec, out.parent)
+            write_json(out, {**manifest, "status": OK, "provenance": prov})
+        except Exception as err:  # noqa: BLE001
+            doc = {"name": name, "source": spec.get("source"), "spec": spec, "provenance": prov}
+            write_json(out, {**doc, **_failure(err)})
 
 
 def quantize_job(smk, method_cls) -> None:
@@ -55,6 +73,18 @@ def quantize_job(smk, method_cls) -> None:
             settings={"quantization": spec, "calibration": dict(smk.params.calibration)},
         )
         params = {k: v for k, v in spec.items() if k not in COMMON_QUANT_KEYS}
+        if model.get("status", OK) != OK:
+            return write_json(
+                out,
+                {
+                    "method": spec["method"],
+                    "format": smk.params.format,
+                    "model": model,
+                    "provenance": prov,
+                    "status": FAILED,
+                    "reason": f"upstream: {model.get('reason')}",
+                },
+            )
         try:
             run_quantization(
                 method_cls(params),
@@ -105,6 +135,52 @@ def serve_job(smk) -> None:
         write_json(smk.output[0], spec)
 
 
+# The Transformers engine runs generate() in process: a new KV cache for every request.
+IN_PROCESS_CACHE = {
+    "prefix_caching": False,
+    "how": "in-process generate(): a new KV cache per request, nothing shared",
+    "proof": "cached_tokens is 0 by construction",
+}
+
+
+def _energy_over(start_s: float, start_j: float | None, raw: list, cfg: dict) -> dict | None:
+    """A scenario's own GPU energy: the NVML counter read at its start and end, per output
+    token of that scenario (warm-up included in the joules, not in the tokens)."""
+    from quantbench import gpu
+
+    end_j = gpu.energy_j()
+    if start_j is None or end_j is None:
+        return None
+    tokens = sum(r.get("output_tokens") or 0 for r in raw)
+    joules = end_j - start_j
+    return {
+        "joules": joules,
+        "seconds": time.perf_counter() - start_s,
+        "output_tokens": tokens,
+        "j_per_output_token": joules / tokens if tokens else None,
+        "method": "NVML total energy counter, read at the scenario's start and end",
+    }
+
+
+def _energy_split(start_j: float | None, measure_s: float, scenarios: dict) -> dict | None:
+    """The measuring time's energy: the scenarios' own, and the rest (tokenizer load, prompt
+    building, gaps between scenarios) as idle, apart."""
+    from quantbench import gpu
+
+    end_j = gpu.energy_j()
+    if start_j is None or end_j is None:
+        return None
+    inside = [e for e in scenarios.values() if e]
+    total = end_j - start_j
+    return {
+        "total_j": total,
+        "scenarios_j": sum(e["joules"] for e in inside),
+        "idle_j": total - sum(e["joules"] for e in inside),
+        "idle_s": measure_s - sum(e["seconds"] for e in inside),
+        "method": "NVML total energy counter over the measuring time",
+    }
+
+
 def _scenario_doc(name, status, rows, prov, **extra) -> dict:
     return {"scenario": name, "status": status, "rows": rows, **extra, "provenance": prov}
 
@@ -135,6 +211,7 @@ def benchmark_job(smk) -> None:
     measuring."""
     from transformers import AutoTokenizer
 
+    from quantbench import gpu
     from quantbench.bench import (
         SCENARIO_RUNNERS,
         SKIPPED,
@@ -143,7 +220,9 @@ def benchmark_job(smk) -> None:
         scenario_status,
         summarize_rows,
     )
+    from quantbench.client.prompts import PromptSource
     from quantbench.engines import get_engine
+    from quantbench.guard import device_keys, device_lock
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
@@ -191,16 +270,27 @@ def benchmark_job(smk) -> None:
             return write_json(smk.output.facts, facts)
         start = time.perf_counter()
         try:
-            with _engine_session(engine, launch, smk.log.server) as startup:
+            with (
+                device_lock(device_keys(engine), f"benchmark {w.model}/{w.quant}/{w.engine}"),
+                _engine_session(engine, launch, smk.log.server) as startup,
+            ):
                 facts["startup"] = startup
                 # A server engine lives in its own environment: its log names its version.
                 logged_version = (startup.get("engine_version") or {}).get("value")
                 prov["engine_version"] = logged_version or prov["engine_version"]
                 measure_start = time.perf_counter()
-                tokenizer = AutoTokenizer.from_pretrained(launch["checkpoint"])
+                energy_start = gpu.energy_j()
+                # One source for every prompt of the job: none is a prefix of another.
+                prompts = PromptSource(AutoTokenizer.from_pretrained(launch["checkpoint"]))
+                cache = launch.get("prefix_cache") or IN_PROCESS_CACHE
+                scenario_energy = {}
                 for name in supported:
                     try:
-                        rows, raw = SCENARIO_RUNNERS[name](engine, tokenizer, scenarios[name])
+                        start_s, start_j = time.perf_counter(), gpu.energy_j()
+                        rows, raw, ran = SCENARIO_RUNNERS[name](engine, prompts, scenarios[name])
+                        energy = scenario_energy[name] = _energy_over(
+                            start_s, start_j, raw, scenarios[name]
+                        )
                         doc = _scenario_doc(
                             name,
                             scenario_status(rows),
@@ -208,6 +298,9 @@ def benchmark_job(smk) -> None:
                             prov,
                             records=raw,
                             summary=summarize_rows(rows) if name == "single" else None,
+                            prefix_cache=cache,
+                            energy=energy,
+                            **ran,
                         )
                     except Exception as err:  # noqa: BLE001 - this scenario's result
                         reason = _failure(err)["reason"]
@@ -220,9 +313,8 @@ def benchmark_job(smk) -> None:
                         )
                     write_json(outputs[name], doc)
                 facts["measure_s"] = time.perf_counter() - measure_start
-                energy = getattr(engine, "energy_since_start_j", lambda: None)()
-                if energy is not None:
-                    facts["energy_j"] = {"value": energy, "method": "NVML total energy counter"}
+                facts["prefix_cache"] = cache
+                facts["energy"] = _energy_split(energy_start, facts["measure_s"], scenario_energy)
         except Exception as err:  # noqa: BLE001 - no model or no server: every scenario fails
             reason = _failure(err)["reason"]
             fail([n for n in supported if not Path(outputs[n]).exists()], FAILED, reason)
@@ -237,6 +329,7 @@ def evaluate_job(smk) -> None:
     preflight, the post-run checks and their flags beside the scores, also for a failed run."""
     from quantbench.engines import get_engine
     from quantbench.evaluate import run_evaluation
+    from quantbench.guard import device_keys, device_lock
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
@@ -260,10 +353,12 @@ def evaluate_job(smk) -> None:
         else:
             result: dict = {}
             try:
+                lock = device_lock(device_keys(engine), f"evaluate {w.model}/{w.quant}/{w.engine}")
                 if engine.in_process:
-                    run_evaluation(launch["checkpoint"], settings, cfg, samples, result)
+                    with lock:
+                        run_evaluation(launch["checkpoint"], settings, cfg, samples, result)
                 else:
-                    with engine.serve(launch, smk.log.server) as server:
+                    with lock, engine.serve(launch, smk.log.server) as server:
                         run_evaluation(
                             launch["checkpoint"],
                             settings,

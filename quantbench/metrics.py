@@ -33,6 +33,9 @@ class RequestRecord:
     dispatch_delay: float = 0.0  # scheduled send time -> actual send time (client lag)
     error: str | None = None
     finish_reason: str | None = None
+    # Prompt tokens the engine served from its prefix cache, as it reports them (None: it does
+    # not say): the proof that a measured request computed its whole prompt.
+    cached_tokens: int | None = None
 
     @property
     def ok(self) -> bool:

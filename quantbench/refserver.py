@@ -46,6 +46,10 @@ class Config:
     truth_fd: int | None = None
     tokenizer: object | None = None
     uvloop: bool = False
+    prefix_cache: bool = False  # serve shared prompt prefixes "from cache", as the engines do
+    cache_report: bool = False  # usage.prompt_tokens_details.cached_tokens on every request
+    log_prompts: bool = False  # each request's prompt ids in the truth log
+    plant_cache_hit: int | None = None  # the N-th request reports half its prompt cached
 
 
 def _count_tokens(cfg: Config, text: str) -> list[int]:
@@ -143,6 +147,28 @@ class _Server:
         self.cfg = cfg
         self.active = 0
         self.max_active = 0
+        self.seen_prompts: list[tuple[int, ...]] = []
+        self.requests = 0
+
+    def cached_tokens(self, ids: list[int]) -> int:
+        """Prompt tokens a prefix cache would serve: the longest prefix this prompt shares with
+        an earlier one (token granularity, as SGLang's radix cache); 0 with the cache off. The
+        planted hit stands for a cache the workflow failed to control."""
+        self.requests += 1
+        cached = 0
+        if self.cfg.prefix_cache:
+            for seen in self.seen_prompts:
+                n = 0
+                while n < min(len(seen), len(ids)) and seen[n] == ids[n]:
+                    n += 1
+                cached = max(cached, n)
+            self.seen_prompts.append(tuple(ids))
+        if self.requests == self.cfg.plant_cache_hit:
+            cached = max(cached, len(ids) // 2)
+        return min(cached, max(len(ids) - 1, 0))  # the last prompt token is always computed
+
+    def flush(self) -> None:
+        self.seen_prompts.clear()
 
     def log(self, rec: dict) -> None:
         if self.cfg.truth_fd is not None:
@@ -220,6 +246,9 @@ class _Conn(asyncio.Protocol):
             req = json.loads(body or b"{}")
         except ValueError:
             return self.respond(400, {"error": {"message": "invalid JSON"}})
+        if path in ("/flush_cache", "/reset_prefix_cache") and method == "POST":
+            self.server.flush()
+            return self.respond(200, {})
         if path == "/tokenize" and method == "POST":
             text = req.get("prompt")
             if text is None:
@@ -231,10 +260,12 @@ class _Conn(asyncio.Protocol):
             return self.respond(404, {"error": {"message": f"no route {method} {path}"}})
         if chat:
             text = "".join(m.get("content") or "" for m in req.get("messages", []))
-            prompt_tokens = len(_count_tokens(cfg, text))
+            prompt_ids = _count_tokens(cfg, text)
         else:
             p = req.get("prompt", "")
-            prompt_tokens = len(p) if isinstance(p, list) else len(_count_tokens(cfg, p))
+            prompt_ids = [int(t) for t in p] if isinstance(p, list) else _count_tokens(cfg, p)
+        prompt_tokens = len(prompt_ids)
+        cached = self.server.cached_tokens(prompt_ids)
         max_tokens = req.get("max_completion_tokens") or req.get("max_tokens") or 16
         n = max_tokens
         if cfg.eos_after is not None and not req.get("ignore_eos"):
@@ -248,13 +279,18 @@ class _Conn(asyncio.Protocol):
             "completion_tokens": n,
             "total_tokens": prompt_tokens + n,
         }
+        if cfg.cache_report:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         extra = {
             "endpoint": "chat" if chat else "completions",
             "prompt_tokens": prompt_tokens,
             "output_tokens": n,
             "ttft_ms": ttft * 1e3,
             "itl_ms": itl * 1e3,
+            "cached_tokens": cached,
         }
+        if cfg.log_prompts:
+            extra["prompt_ids"] = prompt_ids
         if not req.get("stream"):
             return self._respond_whole(chat, n, usage, finish, ttft + max(n - 1, 0) * itl)
         base = {"id": "cmpl-" + rid, "created": int(time.time()), "model": cfg.model}
@@ -403,6 +439,22 @@ def main(argv: list[str] | None = None) -> None:
         help="uvloop, if installed: cheaper per chunk, but libuv timers have 1 ms resolution"
         " (a chunk may go up to 1 ms early; the truth log has the real times)",
     )
+    ap.add_argument(
+        "--prefix-cache", action="store_true", help="serve shared prompt prefixes from a cache"
+    )
+    ap.add_argument(
+        "--cache-report",
+        action="store_true",
+        help="report usage.prompt_tokens_details.cached_tokens (as vLLM/SGLang can)",
+    )
+    ap.add_argument("--log-prompts", action="store_true", help="prompt ids in the truth log")
+    ap.add_argument(
+        "--plant-cache-hit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the N-th request reports half its prompt as cached (tests the flagging)",
+    )
     a = ap.parse_args(argv)
     tok = None
     if a.tokenizer:
@@ -412,7 +464,19 @@ def main(argv: list[str] | None = None) -> None:
     fd = None
     if a.truth_log:
         fd = os.open(a.truth_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    cfg = Config(a.model, a.ttft_ms / 1e3, a.itl_ms / 1e3, a.eos_after, fd, tok, a.uvloop)
+    cfg = Config(
+        a.model,
+        a.ttft_ms / 1e3,
+        a.itl_ms / 1e3,
+        a.eos_after,
+        fd,
+        tok,
+        a.uvloop,
+        prefix_cache=a.prefix_cache,
+        cache_report=a.cache_report,
+        log_prompts=a.log_prompts,
+        plant_cache_hit=a.plant_cache_hit,
+    )
     socks = _listen(a.host, a.port, a.workers)
     port = socks[0].getsockname()[1]
     print(f"READY http://{a.host}:{port} workers={a.workers}", flush=True)

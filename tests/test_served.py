@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from quantbench.bench import run_batch, run_serving, run_single
+from quantbench.client.prompts import PromptSource, longest_shared_prefix
 from quantbench.engines.served import SGLangEngine, VLLMEngine
 from quantbench.models import build_tokenizer
+from quantbench.refserver import read_truth
 
 
 def test_dummy_weights_and_kernel_flags():
@@ -45,6 +47,40 @@ def tokenizer():
     return build_tokenizer(1024)
 
 
+def test_prefix_cache_off_and_reported_by_default():
+    vllm = VLLMEngine({"device": "cpu"}).launch_spec("/ckpt", True, "none", "m")
+    assert "--no-enable-prefix-caching" in vllm["cmd"]
+    assert "--enable-prompt-tokens-details" in vllm["cmd"]
+    assert vllm["prefix_cache"]["prefix_caching"] is False
+    sglang = SGLangEngine({"device": "cuda"}).launch_spec("/ckpt", True, "none", "m")
+    assert "--disable-radix-cache" in sglang["cmd"] and "--enable-cache-report" in sglang["cmd"]
+    # the config switch turns the cache back on, and the reports stay
+    on = VLLMEngine({"device": "cpu", "prefix_caching": True}).launch_spec("/c", True, "none", "m")
+    assert "--enable-prefix-caching" in on["cmd"] and "--no-enable-prefix-caching" not in on["cmd"]
+    assert on["prefix_cache"]["prefix_caching"] is True
+    on = SGLangEngine({"device": "cuda", "prefix_caching": True}).launch_spec("/c", True, "none", "m")
+    assert "--disable-radix-cache" not in on["cmd"] and "--enable-cache-report" in on["cmd"]
+
+
+def test_prompts_of_a_run_share_no_prefix(tokenizer):
+    source = PromptSource(tokenizer)
+    # the old scheme: seed + repeat for every length, so longer prompts extended shorter ones
+    lengths = [1, 8, 64, 256]
+    for n in lengths:
+        for rep in range(3):
+            source.prompt(n, 0, "single", n, rep)
+    for b in (1, 8):
+        for i in range(b):
+            source.prompt(32, 0, "batch", b, i)
+    prompts = [ids for _, ids in source.issued]
+    assert len(prompts) == 12 + 9
+    assert [len(p) for p in prompts[:12]] == [n for n in lengths for _ in range(3)]
+    assert longest_shared_prefix(prompts) == 0
+    # the same place in the run draws the same prompt
+    again = PromptSource(tokenizer)
+    assert again.prompt(64, 0, "single", 64, 0) == prompts[6]
+
+
 def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
     engine = VLLMEngine({"device": "cpu", "request_timeout_s": 60})
     launch = {
@@ -61,16 +97,22 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
             "5",
             "--itl-ms",
             "1",
+            "--prefix-cache",
+            "--cache-report",
+            "--log-prompts",
+            "--truth-log",
+            str(tmp_path / "truth.jsonl"),
         ],
         "env": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
         "ready_timeout_s": 60,
     }
+    prompts = PromptSource(tokenizer)
     with engine.serve(launch, str(tmp_path / "server.log")) as server:
         pgid = server.pgid
         facts = engine.startup_facts()
-        single, raw = run_single(
+        single, raw, single_ran = run_single(
             engine,
-            tokenizer,
+            prompts,
             {
                 "input_lengths": [1, 40],
                 "output_len": 12,
@@ -86,9 +128,9 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
             for line in capfd.readouterr().err.splitlines()
             if line.startswith("single {")
         ]
-        serving, _ = run_serving(
+        serving, _, serving_ran = run_serving(
             engine,
-            tokenizer,
+            prompts,
             {
                 "request_rate": 50,
                 "max_concurrency": 4,
@@ -102,9 +144,9 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
             },
             progress=False,
         )
-        batch, _ = run_batch(
+        batch, _, batch_ran = run_batch(
             engine,
-            tokenizer,
+            prompts,
             {
                 "batch_sizes": [1, 4],
                 "input_len": 32,
@@ -131,6 +173,19 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
     assert batch[1]["input_throughput_tok_s"] > 0 and batch[1]["latency_s"] > batch[1]["prefill_s"]
     with pytest.raises(ProcessLookupError):  # the whole process group is gone
         os.killpg(pgid, 0)
+    # warm-up per shape: one request per input length, one batch per batch size
+    assert single_ran == {"warmup_requests": 1 + 2}
+    assert serving_ran == {"warmup_requests": 1} and batch_ran == {"warmup_requests": 1 + 4}
+    # cache-free, and proven: the server (its prefix cache on) saw no prompt twice, no prompt
+    # began another, and every measured record carries the engine's cached-token count of 0
+    truth = read_truth(str(tmp_path / "truth.jsonl"))
+    assert len(truth) == 3 + 4 + 1 + 12 + 5 + 5
+    assert longest_shared_prefix([t["prompt_ids"] for t in truth]) == 0
+    assert all(t["cached_tokens"] == 0 for t in truth)
+    assert all(r["cached_tokens"] == 0 for r in raw)
+    assert all(r["cached_tokens"] == 0 and r["cache_hit"] is False for r in single)
+    assert row["cached_tokens"] == 0 and row["cache_hits"] == 0 and row["cache_unreported"] == 0
+    assert all(b["cached_tokens"] == 0 and b["cache_hits"] == 0 for b in batch)
 
 
 def test_a_crashing_server_fails_the_cell_with_its_log(tmp_path):
@@ -171,9 +226,9 @@ def test_external_openai_endpoint_is_measured_not_launched(tmp_path, tokenizer):
         launch = engine.launch_spec("/tok", True, "external", "ignored")
         assert "cmd" not in launch and launch["served_model_name"] == "ext"
         with engine.serve(launch, str(tmp_path / "unused.log")):
-            rows, _ = run_single(
+            rows, _, _ = run_single(
                 engine,
-                tokenizer,
+                PromptSource(tokenizer),
                 {"input_lengths": [8], "output_len": 5, "repeats": 1, "seed": 0},
                 progress=False,
             )

@@ -9,6 +9,7 @@ text) then costs the server exactly n prompt tokens (plus any BOS / chat templat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -58,6 +59,60 @@ def make_prompt_ids(tokenizer, n_tokens: int, seed: int = 0, max_iter: int = 50)
     if same_len is not None:
         return same_len
     raise RuntimeError(f"no {n_tokens}-token prompt found that round-trips")
+
+
+def prompt_seed(base_seed: int, *key) -> int:
+    """The seed of one prompt, from the scenario's seed and the prompt's place in the run
+    (scenario, input length, repeat, request): no two places draw from the same stream, so the
+    prompt of one length never begins with another's (as ``seed + repeat`` did)."""
+    digest = hashlib.blake2b(repr((int(base_seed), *key)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class PromptSource:
+    """Every prompt a benchmark job sends, measured or warm-up, across its scenarios.
+
+    Each prompt's seed is keyed by its place in the run (see ``prompt_seed``), and no two
+    prompts start with the same token (redrawn from the next stream when they would), so no
+    prompt of the run is a prefix of another and none can be served from an engine's prefix
+    cache. With more prompts than the tokenizer has leading tokens to spare, the first two
+    tokens are kept distinct instead. ``issued`` keeps every prompt, for the proof.
+    """
+
+    _TRIES = 16
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self._leads: set[tuple[int, ...]] = set()
+        self.issued: list[tuple[tuple, list[int]]] = []
+
+    def prompt(self, n_tokens: int, base_seed: int, *key) -> list[int]:
+        """An ``n_tokens``-token prompt for place ``key`` that shares no leading token with any
+        earlier prompt of this source."""
+        ids: list[int] = []
+        for attempt in range(2 * self._TRIES):
+            width = 1 if attempt < self._TRIES else 2
+            ids = make_prompt_ids(self.tokenizer, n_tokens, prompt_seed(base_seed, *key, attempt))
+            lead = tuple(ids[:width])
+            if len(lead) < width or lead not in self._leads:
+                break
+        else:
+            raise RuntimeError(f"no prompt for {key} with a leading token unused in this run")
+        self._leads.update({tuple(ids[:1]), tuple(ids[:2])})
+        self.issued.append((key, ids))
+        return ids
+
+
+def longest_shared_prefix(prompts: list[list[int]]) -> int:
+    """The longest prefix any two of ``prompts`` share, in tokens (0: none share a token)."""
+    ordered = sorted(tuple(p) for p in prompts)
+    best = 0
+    for a, b in zip(ordered, ordered[1:]):  # the longest common prefix is between neighbours
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        best = max(best, n)
+    return best
 
 
 def make_prompt_text(tokenizer, n_tokens: int, seed: int = 0) -> str:

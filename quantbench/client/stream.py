@@ -386,6 +386,11 @@ def _handle_line(rec: StreamRecord, payload: bytes, t: float) -> bool:
         rec.usage_seen = True
         rec.prompt_tokens = usage.get("prompt_tokens", 0)
         rec.output_tokens = usage.get("completion_tokens", 0)
+        # vLLM (--enable-prompt-tokens-details) and SGLang (--enable-cache-report) report the
+        # prompt tokens served from their prefix cache here.
+        details = usage.get("prompt_tokens_details") or {}
+        if details.get("cached_tokens") is not None:
+            rec.cached_tokens = int(details["cached_tokens"])
     elif not content and b'"error"' in payload:
         err = json.loads(payload).get("error")
         if err:
@@ -406,6 +411,7 @@ async def run_load(
     burstiness: float = 1.0,
     seed: int = 0,
     warmup: int = 0,
+    warmup_prompts: Sequence[str | Sequence[int]] | None = None,
     timeout_s: float = 600.0,
     extra_body: dict | None = None,
     expected_prompt_tokens: int | Sequence[int] | None = None,
@@ -418,7 +424,9 @@ async def run_load(
 
     ``endpoint``: "completions" or "chat". Prompts are text, or token ids (completions only).
     ``concurrency``: most requests in flight (None = unbounded). ``warmup``: requests sent first
-    and not recorded. ``expected_prompt_tokens`` defaults to len(ids) for id prompts; a
+    and not recorded; they re-send the first prompts unless ``warmup_prompts`` gives their own
+    (which a cache-free measurement needs: a re-sent prompt is a prefix-cache hit).
+    ``expected_prompt_tokens`` defaults to len(ids) for id prompts; a
     different server count is flagged (``prompt_mismatch``). ``ramp_s`` spreads the first
     ``concurrency`` sends evenly over that many seconds. ``raw_path``: JSONL dump, one dict per
     request with every timestamp. ``kernel_stamps``: chunk times from the kernel's receive
@@ -465,15 +473,16 @@ async def run_load(
             async with sem:
                 await _one(session, url, body, rec, timeout_s)
 
-        if warmup:
+        if warmup_prompts is not None:
+            warm = [_body(endpoint, model, p, output_len, extra_body) for p in warmup_prompts]
+        else:
+            warm = [bodies[i % n] for i in range(warmup)]
+        if warm:
             wids = count()
             await asyncio.gather(
                 *[
-                    guarded(
-                        bodies[i % n],
-                        StreamRecord(0.0, request_id=f"{id_prefix}-warmup-{next(wids)}"),
-                    )
-                    for i in range(warmup)
+                    guarded(body, StreamRecord(0.0, request_id=f"{id_prefix}-warmup-{next(wids)}"))
+                    for body in warm
                 ]
             )
         records = [

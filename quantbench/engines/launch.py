@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["PORT_PLACEHOLDER", "LaunchSpec", "build_launch", "sglang_launch", "vllm_launch"]
+__all__ = [
+    "PORT_PLACEHOLDER",
+    "LaunchSpec",
+    "build_launch",
+    "cache_state",
+    "sglang_launch",
+    "vllm_launch",
+]
 
 PORT_PLACEHOLDER = "{port}"
 
@@ -25,6 +32,8 @@ _COMMON = {
     "tokenizer",
     "extra_args",
     "env",
+    "prefix_caching",
+    "cache_report",
 }
 VLLM_KEYS = frozenset(
     _COMMON | {"max_model_len", "gpu_memory_utilization", "cpu_kvcache_space_gib"}
@@ -32,7 +41,13 @@ VLLM_KEYS = frozenset(
 SGLANG_KEYS = frozenset(
     _COMMON | {"context_length", "max_model_len", "mem_fraction_static", "mixed_chunk"}
 )
-_BOOL_KEYS = {"chunked_prefill", "skip_tokenizer_init", "mixed_chunk"}
+_BOOL_KEYS = {
+    "chunked_prefill",
+    "skip_tokenizer_init",
+    "mixed_chunk",
+    "prefix_caching",
+    "cache_report",
+}
 
 # vLLM sizes the CPU KV cache from free RSS when this is unset, which varies run to run; its old
 # fixed default (4 GiB) keeps CPU runs comparable.
@@ -117,6 +132,12 @@ def vllm_launch(
     cmd += _opt("--tokenizer", s.get("tokenizer"))
     if s.get("skip_tokenizer_init"):
         cmd.append("--skip-tokenizer-init")
+    if "prefix_caching" in s:  # on by default in vLLM
+        cmd.append(
+            "--enable-prefix-caching" if s["prefix_caching"] else "--no-enable-prefix-caching"
+        )
+    if s.get("cache_report"):  # usage.prompt_tokens_details.cached_tokens on every request
+        cmd.append("--enable-prompt-tokens-details")
     cmd += list(s.get("extra_args", []))
 
     # FlashInfer's sampler is JIT-built on first use and absent on some wheels; the PyTorch
@@ -175,8 +196,30 @@ def sglang_launch(
     if s.get("skip_tokenizer_init"):
         cmd.append("--skip-tokenizer-init")
     cmd += _opt("--tokenizer-path", s.get("tokenizer"))
+    if s.get("prefix_caching") is False:  # the radix cache is on by default
+        cmd.append("--disable-radix-cache")
+    if s.get("cache_report"):  # usage.prompt_tokens_details.cached_tokens, when above 0
+        cmd.append("--enable-cache-report")
     cmd += list(s.get("extra_args", []))
     return LaunchSpec("sglang", cmd, dict(s.get("env", {})))
+
+
+def cache_state(engine: str, prefix_caching: bool) -> dict:
+    """How a server's prefix cache is set for the measurements, for every result's provenance."""
+    flags = {
+        "vllm": ("--no-enable-prefix-caching", "--enable-prefix-caching"),
+        "sglang": ("--disable-radix-cache", "(radix cache on: the engine's default)"),
+    }[engine]
+    return {
+        "prefix_caching": prefix_caching,
+        "how": flags[prefix_caching],
+        "proof": "usage.prompt_tokens_details.cached_tokens of every request "
+        + (
+            "(--enable-prompt-tokens-details)"
+            if engine == "vllm"
+            else "(--enable-cache-report; absent = 0)"
+        ),
+    }
 
 
 def build_launch(

@@ -5,78 +5,28 @@ measured through the project's streaming client."""
 from __future__ import annotations
 
 import importlib.metadata
-import shutil
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+from quantbench import gpu
 from quantbench.client.stream import run_load_sync
 from quantbench.engines import register_engine
-from quantbench.engines.launch import SGLANG_KEYS, VLLM_KEYS, build_launch
+from quantbench.engines.launch import SGLANG_KEYS, VLLM_KEYS, build_launch, cache_state
 from quantbench.engines.logfacts import parse_log
 from quantbench.engines.server import ManagedServer
 
 # Settings of a served engine that are not server flags.
-RUNNER_KEYS = frozenset({"device", "ready_timeout_s", "executable", "request_timeout_s"})
+RUNNER_KEYS = frozenset(
+    {"device", "ready_timeout_s", "executable", "request_timeout_s", "prefix_caching"}
+)
 # Kernels that need no --quantization flag: the engine reads the checkpoint's own config.
 IMPLICIT_KERNELS = {"none", "compressed-tensors"}
 
 
-def has_gpu() -> bool:
-    return (
-        shutil.which("nvidia-smi") is not None
-        and subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode == 0
-    )
-
-
-def nvml_used_mb() -> float | None:
-    """GPU memory in use on all visible GPUs (includes the engine's KV-cache reservation)."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    vals = [float(v) for v in out.stdout.split() if v.strip()]
-    return sum(vals) if out.returncode == 0 and vals else None
-
-
-def nvml_energy_j() -> float | None:
-    """Total energy counter of all GPUs in joules (Volta and later), where NVML offers it."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        n = pynvml.nvmlDeviceGetCount()
-        mj = sum(
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(pynvml.nvmlDeviceGetHandleByIndex(i))
-            for i in range(n)
-        )
-        return mj / 1000.0
-    except Exception:  # noqa: BLE001 - no NVML, no counter: the figure is simply absent
-        return None
-
-
-def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in the server's group (the CPU build's footprint)."""
-    total_kb = 0
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            for line in (status.parent / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total_kb / 1024
-
-
 class ServedEngine:
     in_process = False
+    # SGLang's cache report leaves prompt_tokens_details out when no token was cached.
+    cache_report_omits_zero = False
     scenarios = ("single", "serving", "batch", "engine_client")
     packages: tuple[str, ...] = ()
     flag_keys: frozenset = frozenset()
@@ -84,7 +34,7 @@ class ServedEngine:
     def __init__(self, settings: dict):
         self.settings = dict(settings)
         device = self.settings.get("device", "auto")
-        self.device = ("cuda" if has_gpu() else "cpu") if device == "auto" else device
+        self.device = ("cuda" if gpu.has_gpu() else "cpu") if device == "auto" else device
         self.server: ManagedServer | None = None
         self.model_name = ""
 
@@ -99,6 +49,10 @@ class ServedEngine:
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         flags = {k: v for k, v in self.settings.items() if k not in RUNNER_KEYS}
+        # Measurements are cache-free unless the config turns the prefix cache back on; the
+        # engine reports each request's cached prompt tokens either way (the proof).
+        flags["prefix_caching"] = bool(self.settings.get("prefix_caching", False))
+        flags["cache_report"] = True
         if kernel not in IMPLICIT_KERNELS:
             flags.setdefault("quantization", kernel)
         if not has_weights:  # a dummy model: the engine fills random weights
@@ -124,6 +78,7 @@ class ServedEngine:
             "cmd": spec.cmd,
             "env": spec.env,
             "ready_timeout_s": self.settings.get("ready_timeout_s", 900),
+            "prefix_cache": cache_state(self.name, flags["prefix_caching"]),
         }
 
     @contextmanager
@@ -138,37 +93,62 @@ class ServedEngine:
             log_path=log_path,
             ready_timeout_s=launch["ready_timeout_s"],
         )
+        self.facts = {}
         with self.server:
-            self.energy_start_j = nvml_energy_j()
             yield self.server
         self.server = None
 
     def startup_facts(self) -> dict:
-        """KV-cache capacity, weight memory, timings from the start-up log, each with its method."""
+        """KV-cache capacity, weight memory, timings from the start-up log, each with its method;
+        the server processes' own GPU memory (NVML, per process) and, named so, the device's."""
         facts = parse_log(self.name, self.server.log_text())
         facts["startup_s"] = {
             "value": self.server.startup_s,
             "unit": "s",
             "method": "spawn to first healthy /health answer",
         }
-        used = nvml_used_mb()
-        if used is not None:
-            facts["gpu_memory_in_use_mb"] = {
-                "value": used,
+        process = gpu.process_memory_mb(gpu.group_pids(self.server.pgid))
+        if process is not None:
+            facts["process_gpu_memory_mb"] = {
+                "value": process,
                 "unit": "MB",
-                "method": "nvidia-smi memory.used after start-up",
+                "method": "NVML per-process used GPU memory of the server's process group",
             }
+        device = gpu.device_memory_used_mb()
+        if device is not None:
+            facts["device_gpu_memory_used_mb"] = {
+                "value": device,
+                "unit": "MB",
+                "method": "NVML device-wide memory used (every process on the GPU)",
+            }
+        self.facts = facts
         return facts
 
-    def measure_memory(self) -> dict:
-        used = nvml_used_mb()
-        if used is not None:
-            return {"peak_mem_mb": used, "mem_method": "nvml_memory_used (includes KV reserve)"}
-        return {"peak_mem_mb": group_rss_mb(self.server.pgid), "mem_method": "server_group_rss"}
+    def measure_memory(self, tokens: int = 0) -> dict:
+        """The memory a request of ``tokens`` (prompt + generated, all of a batch) holds: the
+        weights plus the KV cache of its tokens, both as the engine accounts them (start-up
+        log: weights GiB, KV pool GiB / tokens). A server reserves its whole KV pool whatever
+        the format, so its process memory cannot tell BF16 from FP8 or AWQ; this can. Without
+        those log facts (a CPU build): the server processes' resident memory."""
+        facts = getattr(self, "facts", {})
+        weights = (facts.get("weights_gib") or {}).get("value")
+        kv_gib = (facts.get("kv_cache_gib") or facts.get("available_kv_cache_gib") or {}).get(
+            "value"
+        )
+        kv_tokens = (facts.get("kv_cache_tokens") or {}).get("value")
+        if weights is not None and kv_gib and kv_tokens:
+            return {
+                "peak_mem_mb": (weights + kv_gib * tokens / kv_tokens) * 1024,
+                "mem_method": "engine log: weights + KV pool bytes per token x request tokens",
+            }
+        if self.server is not None and self.server.pgid:
+            rss = gpu.rss_mb(gpu.group_pids(self.server.pgid))
+            return {"peak_mem_mb": rss, "mem_method": "server process group RSS"}
+        return {"peak_mem_mb": float("nan"), "mem_method": "not measured"}
 
     def run_requests(self, prompts, output_len: int, **load) -> list:
         """Stream `prompts` (token-id lists) through the client; exactly `output_len` tokens."""
-        return run_load_sync(
+        records = run_load_sync(
             self.server.base_url,
             self.model_name,
             prompts,
@@ -177,6 +157,11 @@ class ServedEngine:
             expected_prompt_tokens=[len(p) for p in prompts],
             **load,
         )
+        if self.cache_report_omits_zero:
+            for rec in records:
+                if rec.usage_seen and rec.cached_tokens is None:
+                    rec.cached_tokens = 0
+        return records
 
     def own_client(self, workload) -> dict:
         """The engine's own benchmark tool on this server (scenario `engine_client`)."""
@@ -199,11 +184,7 @@ class ServedEngine:
         (record,) = self.run_requests([prompt_ids], output_len, concurrency=1)
         if record.error:
             raise RuntimeError(f"request failed: {record.error}")
-        return record, self.measure_memory()
-
-    def energy_since_start_j(self) -> float | None:
-        now = nvml_energy_j()
-        return None if now is None or self.energy_start_j is None else now - self.energy_start_j
+        return record, self.measure_memory(len(prompt_ids) + output_len)
 
     def release(self) -> None:
         """Nothing to free in this process: the server manages its own memory."""
@@ -222,6 +203,7 @@ class VLLMEngine(ServedEngine):
 class SGLangEngine(ServedEngine):
     packages = ("sglang",)
     flag_keys = SGLANG_KEYS
+    cache_report_omits_zero = True
 
 
 class _Endpoint:
@@ -250,18 +232,22 @@ class ExternalEngine(ServedEngine):
             "served_model_name": self.settings["model"],
             "base_url": self.settings["base_url"],
             "device": "external",
+            "prefix_cache": {
+                "prefix_caching": None,
+                "how": "external server: its cache is its own; each request's cached tokens "
+                "are kept where it reports them",
+            },
         }
 
     @contextmanager
     def serve(self, launch: dict, log_path: str):
         self.model_name = launch["served_model_name"]
         self.server = _Endpoint(launch["base_url"])
-        self.energy_start_j = None
         yield self.server
         self.server = None
 
     def startup_facts(self) -> dict:
         return {"base_url": {"value": self.server.base_url, "method": "config (not launched)"}}
 
-    def measure_memory(self) -> dict:
+    def measure_memory(self, tokens: int = 0) -> dict:
         return {"peak_mem_mb": float("nan"), "mem_method": "not measured (external server)"}

@@ -179,6 +179,7 @@ class TransformersEngine:
             prompt_tokens=len(prompt_ids),
             output_tokens=int(out.shape[1] - ids.shape[1]),
             finish_reason="length",
+            cached_tokens=0,  # generate() builds a new KV cache for every call: nothing reused
         )
         return record, self.memory.read()
 
