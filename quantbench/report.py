@@ -3,11 +3,14 @@ layout of the published Qwen3 speed tables, a quality table and plots."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from quantbench.io import atomic_write_text, read_json
+from quantbench.io import atomic_write_text
+from quantbench.results import read_result
 
 CELL_KEYS = ["model", "quantization", "engine"]
 
@@ -16,11 +19,12 @@ def _cell(prov: dict) -> dict:
     return {"model": prov["model"], "quantization": prov["quantization"], "engine": prov["engine"]}
 
 
-def load_bench(paths: list[str]) -> pd.DataFrame:
-    """Every measured request row, with its cell and provenance columns."""
+def load_bench(paths: list[str], config: dict | None = None) -> pd.DataFrame:
+    """Every measured request row, with its cell and provenance columns. A planned file that is
+    missing or unreadable is a row with its status (`not run`, `failed`) and why."""
     frames = []
     for path in paths:
-        doc = read_json(path)
+        doc = read_result(path, config)
         if doc["status"] == "skipped":  # a scenario the cell did not ask for
             continue
         prov = doc["provenance"]
@@ -29,6 +33,7 @@ def load_bench(paths: list[str]) -> pd.DataFrame:
             "engine_version": prov["engine_version"],
             "device_name": prov["device_name"],
             "file_status": doc["status"],
+            "log": doc.get("log"),
         }
         rows = doc["rows"] or [
             {"scenario": doc["scenario"], "status": doc["status"], "reason": doc.get("reason")}
@@ -40,16 +45,16 @@ def load_bench(paths: list[str]) -> pd.DataFrame:
 def load_quality(paths: list[str]) -> pd.DataFrame:
     rows = []
     for path in paths:
-        doc = read_json(path)
+        doc = read_result(path)
         base = {**_cell(doc["provenance"]), "status": doc["status"], "reason": doc.get("reason")}
         rows += [{**base, **s} for s in doc.get("scores", [])] or [base]
     return pd.DataFrame(rows)
 
 
-def load_quant(paths: list[str]) -> pd.DataFrame:
+def load_quant(paths: list[str], config: dict | None = None) -> pd.DataFrame:
     rows = []
     for path in paths:
-        doc = read_json(path)
+        doc = read_result(path, config)
         row = {
             "model": doc["model"]["name"],
             "quantization": doc["provenance"]["quantization"],
@@ -115,11 +120,17 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 def short_reason(reason) -> str:
     """The first line of a failure's reason, for a table cell (the result file keeps it all)."""
-    return str(reason or "").strip().splitlines()[0][:100] if reason else ""
+    return str(reason or "").strip().splitlines()[0][:200] if reason else ""
 
 
 def _status_or(row: pd.Series, value: str) -> str:
-    return value if row["status"] == "ok" else f"{row['status']}: {short_reason(row.get('reason'))}"
+    if row["status"] == "ok":
+        return value
+    text = f"{row['status']}: {short_reason(row.get('reason'))}"
+    log = row.get("log")
+    if isinstance(log, str) and log and log not in text:
+        text += f" (log: {log})"
+    return text
 
 
 def scenario_table(cells: pd.DataFrame, scenario: str, columns: list[str]) -> pd.DataFrame:
@@ -207,8 +218,8 @@ def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
     the engine reports them, energy per output token."""
     rows = []
     for path in paths:
-        doc = read_json(path)
-        startup = doc.get("startup", {})
+        doc = read_result(path)
+        startup = doc.get("startup") or {}
         row = {
             **_cell(doc["provenance"]),
             "status": doc["status"],
@@ -220,6 +231,7 @@ def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
             "gpu_memory_in_use_mb": _fact(startup, "gpu_memory_in_use_mb"),
             "energy_j": _fact(doc, "energy_j"),
             "reason": short_reason(doc.get("reason")),
+            "log": doc.get("log"),
         }
         mine = cells[(cells[CELL_KEYS] == pd.Series(_cell(doc["provenance"]))).all(axis=1)]
         out_tokens = mine.get("output_tokens", pd.Series(dtype=float)).sum()
@@ -240,6 +252,7 @@ ENGINE_COLUMNS = CELL_KEYS + [
     "energy_j",
     "energy_j_per_output_token",
     "reason",
+    "log",
 ]
 
 
@@ -310,7 +323,32 @@ def build_report(
     samples: list[str] = (),
     config: dict | None = None,
 ) -> dict:
-    cells = load_bench(bench)
+    """The report of every planned cell into `out`: built in a temporary directory beside it
+    and swapped in only when complete, so a failure leaves the previous report whole."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    try:
+        staging.chmod(0o755)
+        samples = [p for p in samples if Path(p).exists()]
+        counts = _write_report(bench, facts, quality, quant, staging, samples, config)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        for extra in out.iterdir():  # files of other rules (published.*, an HTML report) stay
+            if not (staging / extra.name).exists():
+                extra.rename(staging / extra.name)
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+    return counts
+
+
+def _write_report(bench, facts, quality, quant, out: Path, samples, config) -> dict:
+    cells = load_bench(bench, config)
     atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
     speed = speed_table(cells)
     write_table(speed, out / "speed", "Speed (tokens/s) and peak memory (MB), batch 1")
@@ -330,6 +368,9 @@ def build_report(
 
     # quality.* (with flags), gate.* and frontier.*: see quantbench/quality/report.py
     build_quality_report(quality, samples, cells, engine_table(facts, cells), config or {}, out)
-    write_table(load_quant(quant), out / "checkpoints", "Checkpoints")
+    write_table(load_quant(quant, config), out / "checkpoints", "Checkpoints")
     plot_speed(cells, out / "speed_vs_input.png")
+    from quantbench.report_html import write_index
+
+    write_index(out)  # index.html: the page a person opens first
     return {"cells": len(cells), "speed_rows": len(speed)}

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from quantbench.io import read_json
 from quantbench.quality.frontier import frontier_table, plot_frontier
 from quantbench.quality.gate import (
     gate_table,
@@ -22,6 +21,7 @@ from quantbench.quality.gate import (
     read_samples,
     sample_scores,
 )
+from quantbench.results import read_result
 
 KEYS = ["model", "quantization", "engine"]
 DEFAULTS = {
@@ -145,7 +145,7 @@ def build_quality_report(
     cfg = {**cfg, "evaluation": {**DEFAULTS, **(cfg.get("evaluation") or {})}}
     ev = cfg["evaluation"]
     base = baseline_quant(cfg)
-    docs = {str(Path(p).parent): read_json(p) for p in quality_paths}
+    docs = {str(Path(p).parent): read_result(p) for p in quality_paths}
     flags = {_cell(d): d.get("flags") or [] for d in docs.values()}
 
     quality = quality_table(load_quality(list(quality_paths)))
@@ -159,7 +159,11 @@ def build_quality_report(
         doc = docs.get(str(Path(path).parent))
         if doc is None or doc.get("status") != "ok":
             continue  # failed and not-applicable cells have nothing to pair
-        scores, why = cell_scores(read_samples(path))
+        try:
+            scores, why = cell_scores(read_samples(path))
+        except (OSError, ValueError) as err:  # a truncated samples file: named, not fatal
+            notes.append(f"{path} cannot be read ({type(err).__name__}): rerun its evaluation")
+            continue
         model, quant, engine = _cell(doc)
         notes += [f"{model}/{quant}/{engine}: {n}" for n in why]
         scores_by_cell.update({(model, quant, engine, t): s for t, s in scores.items()})

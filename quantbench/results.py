@@ -1,0 +1,219 @@
+"""Reading result files the way the report and the next run need them: a file that is missing
+or cannot be read becomes a placeholder document with a status and a reason that names the file
+(or the job's log) and the fix, never an exception; a failed result is marked for a retry.
+
+Layout (rules/*.smk): ``results/models/{m}/model.json``, ``results/quantized/{m}/{q}/quant.json``,
+``results/serve/{m}/{q}/{e}/launch.json``, ``results/bench/{m}/{q}/{e}/{scenario|engine}.json``,
+``results/eval/{m}/{q}/{e}/quality.json``; each job's log under ``results/logs/<job>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+FAILED, NOT_RUN, UNREADABLE = "failed", "not run", "unreadable"
+# Statuses that are a property of the cell, not a fault: kept, never retried.
+SETTLED = {"ok", "unsupported", "skipped", "not_applicable"}
+# A row status that means part of a measurement failed (a serving run with some requests lost).
+_FAULTY_ROWS = {FAILED, "partial"}
+
+_KINDS = {"models": 1, "quantized": 2, "serve": 3, "bench": 3, "eval": 3}
+_LOG_DIRS = {
+    "models": "model",
+    "quantized": "quantize",
+    "serve": "serve",
+    "bench": "benchmark",
+    "eval": "evaluate",
+}
+_JOBS = {
+    "models": "model",
+    "quantized": "quantize",
+    "serve": "serve",
+    "bench": "benchmark",
+    "eval": "evaluate",
+}
+_EXCEPTION_LINE = re.compile(
+    r"^([\w.]+(Error|Exception|Exit|Interrupt|Terminated|Busy)|KeyboardInterrupt)\b"
+)
+
+
+def _parse(path: str | Path) -> tuple[Path, str, list[str]] | None:
+    """(results root, kind, [model, quant, engine][:depth]) of a result path, or None."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, -1, -1):
+        kind = parts[i]
+        depth = _KINDS.get(kind)
+        if depth is not None and len(parts) == i + depth + 2:
+            return Path(*parts[:i]) if i else Path("."), kind, list(parts[i + 1 : i + 1 + depth])
+    return None
+
+
+def job_log(path: str | Path) -> Path | None:
+    """The log of the job that writes `path`."""
+    parsed = _parse(path)
+    if parsed is None:
+        return None
+    root, kind, names = parsed
+    *dirs, last = names
+    return root / "logs" / _LOG_DIRS[kind] / Path(*dirs, f"{last}.log")
+
+
+def _chain(path: str | Path) -> list[Path]:
+    """The result files `path` depends on, first to last, ending with `path` itself."""
+    parsed = _parse(path)
+    if parsed is None:
+        return [Path(path)]
+    root, kind, names = parsed
+    chain = [root / "models" / names[0] / "model.json"]
+    if len(names) > 1:
+        chain.append(root / "quantized" / names[0] / names[1] / "quant.json")
+    if len(names) > 2:
+        chain.append(root / "serve" / Path(*names) / "launch.json")
+    if kind in ("bench", "eval"):
+        chain.append(Path(path))
+    return chain
+
+
+def _last_exception(log: Path) -> str | None:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines[-200:]):
+        if _EXCEPTION_LINE.match(line.strip()):
+            return line.strip()[:300]
+    return None
+
+
+def _readable(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def missing_reason(path: str | Path) -> tuple[str, Path | None]:
+    """Why a planned result file is absent: the first job upstream (or its own) that left no
+    result, with the error its log ends on; and that log's path."""
+    for step in _chain(path):
+        if step.exists() and _readable(step):
+            continue
+        if step.exists():
+            return unreadable_reason(step), step
+        parsed = _parse(step)
+        job = _JOBS[parsed[1]] if parsed else "its"
+        log = job_log(step)
+        if log is None or not log.exists():
+            return f"the {job} job did not run (no {step})", None
+        error = _last_exception(log)
+        if error:
+            return f"the {job} job died: {error}", log
+        return f"the {job} job died before writing {step.name} (killed?)", log
+    return f"{path} is missing", None
+
+
+def unreadable_reason(path: str | Path, err: Exception | None = None) -> str:
+    what = (
+        "is not valid JSON (truncated?)"
+        if err is None or isinstance(err, ValueError)
+        else (f"cannot be read as a result ({type(err).__name__}: {err})")
+    )
+    return f"{path} {what}: rerun to measure it again, or delete it"
+
+
+def failure_log(path: str | Path) -> Path | None:
+    """The log that explains a failed result: the first failed or missing step's own log."""
+    for step in _chain(path):
+        try:
+            status = json.loads(step.read_text()).get("status", "ok")
+        except (OSError, ValueError, AttributeError):
+            return job_log(step)
+        if status == FAILED:
+            return job_log(step)
+    return job_log(path)
+
+
+def _placeholder(path: str | Path, status: str, reason: str, config: dict | None) -> dict:
+    parsed = _parse(path)
+    names = (parsed[2] if parsed else []) + [None, None, None]
+    model, quant, engine = names[:3]
+    prov = {
+        "model": model,
+        "quantization": quant,
+        "engine": engine,
+        "engine_version": None,
+        "device_name": None,
+    }
+    doc = {"status": status, "reason": reason, "provenance": prov, "placeholder": True}
+    kind, name = (parsed[1] if parsed else None), Path(path).stem
+    if kind == "bench" and name != "engine":
+        doc.update(scenario=name, rows=_placeholder_rows(name, status, reason, config))
+    elif kind == "quantized":
+        spec = ((config or {}).get("quantizations") or {}).get(quant) or {}
+        doc.update(model={"name": model}, method=spec.get("method"), format=spec.get("format"))
+    return doc
+
+
+def _placeholder_rows(scenario: str, status: str, reason: str, config: dict | None) -> list:
+    cfg = ((config or {}).get("benchmark") or {}).get(scenario)
+    if cfg:
+        try:
+            from quantbench.bench import failed_rows
+
+            return failed_rows(scenario, cfg, status, reason)
+        except (KeyError, TypeError, ImportError):
+            pass
+    return [{"scenario": scenario, "status": status, "reason": reason}]
+
+
+_REQUIRED = {"bench": ("status", "provenance"), "eval": ("status", "provenance")}
+
+
+def read_result(path: str | Path, config: dict | None = None) -> dict:
+    """The result at `path`, or a placeholder with status `not run` (missing: why, and which
+    log to read) or `failed` (unreadable: the file and the fix). A real failed document gets a
+    `log` key: the log that explains it."""
+    p = Path(path)
+    if not p.exists():
+        reason, log = missing_reason(p)
+        doc = _placeholder(p, NOT_RUN, reason, config)
+        if log is not None:
+            doc["log"] = str(log)
+        return doc
+    try:
+        doc = json.loads(p.read_text())
+        parsed = _parse(p)
+        required = _REQUIRED.get(parsed[1] if parsed else "", ("status",))
+        if not isinstance(doc, dict) or any(k not in doc for k in required[1:]):
+            raise KeyError(f"no {[k for k in required if k not in doc]} in it")
+    except (OSError, ValueError, KeyError) as err:
+        reason = unreadable_reason(p, err)
+        doc = _placeholder(p, FAILED, reason, config)
+        doc["log"] = str(p)
+        return doc
+    if doc.get("status", "ok") not in SETTLED:
+        log = failure_log(p)
+        if log is not None:
+            doc["log"] = str(log)
+    return doc
+
+
+def needs_retry(path: str | Path) -> bool:
+    """True for a result the next run must measure again: failed (the file or any of its rows),
+    or unreadable. `unsupported`, `skipped`, `not_applicable` and ok results are kept."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError:
+        return False  # missing: Snakemake runs it anyway
+    except ValueError:
+        return True
+    if not isinstance(doc, dict):
+        return True
+    if doc.get("status", "ok") == FAILED:
+        return True
+    return any(
+        isinstance(r, dict) and r.get("status") in _FAULTY_ROWS for r in doc.get("rows") or []
+    )
