@@ -130,8 +130,17 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
                     cell = Cell(model, quant, engine)
                     why = check_cell(config, cell, rules, "sweep")
                     (skipped.append(why) if why else cells.append(cell))
+    listed: dict[tuple, int] = {}
     for i, entry in enumerate(config.get("cells", [])):
         where = f"cells[{i}]"
+        key = (entry["model"], entry["quantization"], entry["engine"])
+        if key in listed:
+            # The first entry's options would silently win (cell_options takes the first).
+            raise ConfigError(
+                f"{where}: the cell {'/'.join(key)} is already cells[{listed[key]}]: "
+                "list each cell once (merge their input_lengths, scenarios, options)"
+            )
+        listed[key] = i
         for key, section in (("model", "models"), ("quantization", "quantizations")):
             if entry[key] not in config[section]:
                 raise _unknown(f"{where}.{key}", entry[key], config[section])

@@ -16,7 +16,20 @@ os.environ.update(
 
 from quantbench.plan import ConfigError, QuantRule, cell_engine_settings, plan_cells
 
-validate(config, schema="../config/schema/config.schema.yaml")
+from quantbench.config_check import check_config, check_files_and_schema
+
+SCHEMA = Path(workflow.basedir, "config", "schema", "config.schema.yaml")
+# The most GPUs one job may get: --resources gpu=N (profiles/local sets 1); None = not capped.
+try:
+    MAX_GPUS = getattr(workflow.global_resources.get("gpu"), "value", None)
+except AttributeError:
+    MAX_GPUS = None
+# Duplicate keys in the config files, unknown keys, the schema (defaults filled in) before any
+# rule reads the config; plan() below runs every check (quantbench/config_check.py).
+try:
+    check_files_and_schema(config, workflow.configfiles, SCHEMA)
+except ConfigError as err:
+    raise WorkflowError(f"config error: {err}") from None
 
 RESULTS = "results"
 REPORT = f"{RESULTS}/report"
@@ -58,7 +71,9 @@ wildcard_constraints:
 
 def plan():
     try:
-        cells, skipped = plan_cells(config, QUANT_RULES)
+        cells, skipped = check_config(
+            config, workflow.configfiles, QUANT_RULES, gpus=MAX_GPUS, schema=SCHEMA
+        )
     except ConfigError as err:
         raise WorkflowError(f"config error: {err}") from None
     for why in skipped:

@@ -1,0 +1,172 @@
+"""The bad-config corpus (tests/data/bad_configs/*.yaml): each file is refused at parse time by
+the checks the workflow runs (quantbench.config_check.check_config, called from
+rules/common.smk), with a message of a few lines that names the key and the fix or the allowed
+values. The files under runtime/ hold what only the compute node can tell: they must pass the
+parse-time checks (their failure is recorded at run time). A few files also go through a real
+`snakemake -n`, to show the Snakefile runs the same checks.
+
+Each corpus file starts with comment lines: `# expect: <text naming the key>`, `# fix: <text of
+the fix or allowed values>`, optionally `# gpus: N` (as `--resources gpu=N`)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantbench.config_check import (
+    check_config,
+    load_config_file,
+    merge_configs,
+    read_quant_rules,
+)
+from quantbench.plan import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "data" / "bad_configs"
+BAD = sorted(CORPUS.glob("*.yaml"))
+RUNTIME = sorted((CORPUS / "runtime").glob("*.yaml"))
+MAX_LINES = 5
+MAX_CHARS = 600
+
+
+def header(path: Path) -> dict:
+    meta = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        key, _, value = line[1:].strip().partition(": ")
+        if key in ("expect", "fix", "gpus", "runtime"):
+            meta[key] = int(value) if key == "gpus" else value
+    return meta
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return read_quant_rules()
+
+
+def refusal(path: Path, rules) -> str:
+    meta = header(path)
+    with pytest.raises(ConfigError) as err:
+        config = load_config_file(path)
+        check_config(config, [path], rules, gpus=meta.get("gpus"))
+    return str(err.value)
+
+
+def test_the_corpus_has_at_least_70_bad_configs():
+    assert len(BAD) >= 70
+    for path in BAD:
+        meta = header(path)
+        assert meta.get("expect") and meta.get("fix"), f"{path.name}: no expect/fix header"
+
+
+def test_the_quant_rules_are_read_from_the_rule_files(rules):
+    assert {"bf16", "llmcompressor", "gguf", "gptqmodel", "prequantized", "layout"} <= set(rules)
+    assert rules["llmcompressor"].params == {"scheme", "algorithm", "ignore"}
+    assert rules["layout"].weightless and rules["prequantized"].format is None
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_a_bad_config_is_refused_naming_the_key_and_the_fix(path, rules, monkeypatch):
+    monkeypatch.chdir(ROOT)  # relative paths in the corpus are the repository's
+    meta = header(path)
+    msg = refusal(path, rules)
+    assert meta["expect"] in msg, msg
+    assert meta["fix"] in msg, msg
+    assert len(msg.splitlines()) <= MAX_LINES and len(msg) <= MAX_CHARS, msg
+
+
+@pytest.mark.parametrize("path", RUNTIME, ids=lambda p: p.stem)
+def test_what_only_the_compute_node_knows_is_not_refused_at_parse_time(path, rules, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    meta = header(path)
+    assert meta.get("runtime"), f"{path.name}: no runtime header"
+    cells, _ = check_config(load_config_file(path), [path], rules, gpus=meta.get("gpus"))
+    assert cells
+
+
+def test_a_yaml_error_names_the_file_line_and_column(rules):
+    for path in CORPUS.glob("yaml_*.yaml"):
+        msg = refusal(path, rules)
+        if "syntax" in msg:
+            assert re.search(rf"{re.escape(str(path))}:\d+:\d+: YAML syntax error", msg), msg
+
+
+def test_a_duplicate_key_names_both_lines(rules):
+    msg = refusal(CORPUS / "dup_model_name.yaml", rules)
+    assert re.search(r"dup_model_name\.yaml:(\d+): duplicate key 'm' \(first at line (\d+)", msg)
+
+
+SHIPPED = [
+    ["config.yaml"],
+    ["quant_methods.yaml"],
+    ["qwen3_speed.yaml"],
+    ["h100.yaml"],
+    ["h100.yaml", "h100_next.yaml"],
+    ["h100.yaml", "h100_long.yaml"],
+    ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
+    ["h100_quant.yaml"],
+]
+
+
+@pytest.mark.parametrize("files", SHIPPED, ids=lambda f: "+".join(x[:-5] for x in f))
+def test_the_shipped_configs_pass(files, rules, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    paths = [ROOT / "config" / f for f in files]
+    config = merge_configs(load_config_file(p) for p in paths)
+    cells, _ = check_config(config, paths, rules)
+    assert cells
+    if files != ["qwen3_speed.yaml"]:  # one GPU per job: what profiles/local gives
+        check_config(config, paths, rules, gpus=1)
+
+
+def test_the_published_grid_needs_two_gpus_per_job(rules, monkeypatch):
+    # Its Qwen3-32B bf16-tp2 cell: refused under profiles/local (gpu=1), fine under Slurm.
+    monkeypatch.chdir(ROOT)
+    path = ROOT / "config" / "qwen3_speed.yaml"
+    with pytest.raises(ConfigError, match=r"cells\[\d+\]\.tensor_parallel_size: 2 GPUs"):
+        check_config(load_config_file(path), [path], rules, gpus=1)
+
+
+def snakemake_n(configfile: Path, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-c1", "--configfile", str(configfile)]
+    cmd += ["-s", str(ROOT / "Snakefile"), "-d", str(workdir), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "typo_vllm_max_model_len",  # checked before the rules read the config
+        "dup_top_level_key",  # re-read from workflow.configfiles
+        "dummy_unknown_arch",  # checked in plan()
+        "dup_cell_different",
+        "tp_beyond_gpus_engine",  # --resources gpu=1, read from workflow.global_resources
+    ],
+)
+def test_snakemake_runs_the_same_checks(name, tmp_path):
+    path = CORPUS / f"{name}.yaml"
+    meta = header(path)
+    extra = ["--resources", f"gpu={meta['gpus']}"] if "gpus" in meta else []
+    proc = snakemake_n(path, tmp_path / "work", *extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config error: " in out and meta["expect"] in out and meta["fix"] in out, out
+    # Snakemake's frame: "WorkflowError in file ...", the message, two "File" lines.
+    error = out[out.index("WorkflowError") :].strip().splitlines()
+    assert len(error) <= MAX_LINES, out
+    assert not (tmp_path / "work" / "results").exists()
+
+
+def test_snakemake_stops_at_a_yaml_error_before_the_workflow(tmp_path):
+    # Snakemake loads --configfile itself, before the Snakefile: its message names neither file
+    # nor line; --verbose prints PyYAML's (README, "Validation").
+    path = CORPUS / "yaml_unclosed_brace.yaml"
+    proc = snakemake_n(path, tmp_path / "work", "--verbose")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "not valid JSON or YAML" in out
+    assert re.search(r'in ".*yaml_unclosed_brace\.yaml", line \d+, column \d+', out)
+    assert not (tmp_path / "work" / "results").exists()
