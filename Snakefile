@@ -11,6 +11,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+include: "rules/failures.smk"
 include: "rules/model.smk"
 include: "rules/quantize.smk"
 

@@ -50,6 +50,11 @@ class Config:
     cache_report: bool = False  # usage.prompt_tokens_details.cached_tokens on every request
     log_prompts: bool = False  # each request's prompt ids in the truth log
     plant_cache_hit: int | None = None  # the N-th request reports half its prompt cached
+    # Faults (tests/test_faults.py): what a broken engine does to a completion request.
+    fault_status: int | None = None  # answer every completion with this HTTP status
+    fault_hang: bool = False  # accept completions, never answer
+    fault_malformed_sse: bool = False  # stream events that are not JSON
+    fault_kill_parent: bool = False  # SIGKILL the process that started us (the benchmark job)
 
 
 def _count_tokens(cfg: Config, text: str) -> list[int]:
@@ -258,6 +263,21 @@ class _Conn(asyncio.Protocol):
         chat = path == "/v1/chat/completions"
         if path not in ("/v1/completions", "/v1/chat/completions") or method != "POST":
             return self.respond(404, {"error": {"message": f"no route {method} {path}"}})
+        if cfg.fault_kill_parent:
+            os.kill(os.getppid(), signal.SIGKILL)
+        if cfg.fault_hang:
+            return None
+        if cfg.fault_status:
+            return self.respond(cfg.fault_status, {"error": {"message": "injected fault"}})
+        if cfg.fault_malformed_sse and req.get("stream"):
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+                + _sse('{"choices": [{"text": " a", "finish_')
+                + _sse("<html>not an event</html>")
+                + b"0\r\n\r\n"
+            )
+            return None
         if chat:
             text = "".join(m.get("content") or "" for m in req.get("messages", []))
             prompt_ids = _count_tokens(cfg, text)
@@ -455,7 +475,47 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="the N-th request reports half its prompt as cached (tests the flagging)",
     )
+    faults = ap.add_argument_group("faults (tests/test_faults.py)")
+    faults.add_argument(
+        "--fault-status",
+        type=int,
+        default=None,
+        metavar="CODE",
+        help="answer every completion request with this HTTP status",
+    )
+    faults.add_argument(
+        "--fault-hang", action="store_true", help="accept completion requests and never answer"
+    )
+    faults.add_argument(
+        "--fault-malformed-sse", action="store_true", help="stream events that are not JSON"
+    )
+    faults.add_argument(
+        "--fault-kill-parent",
+        action="store_true",
+        help="SIGKILL the parent process at the first completion request",
+    )
+    faults.add_argument(
+        "--fault-port-taken",
+        metavar="PIDFILE",
+        default=None,
+        help="start another server on our port in its own session (its pid to "
+        "PIDFILE), then never bind: a foreign server answers in our place",
+    )
+    faults.add_argument(
+        "--fault-exit",
+        type=int,
+        default=None,
+        metavar="CODE",
+        help="print an error and exit with CODE before listening",
+    )
     a = ap.parse_args(argv)
+    if a.fault_exit is not None:
+        print(f"RuntimeError: injected start-up failure (exit {a.fault_exit})", flush=True)
+        sys.exit(a.fault_exit)
+    if a.fault_port_taken:
+        _take_port(a.host, a.port, a.fault_port_taken)
+        time.sleep(3600)  # a server still loading, whose port someone else answers on
+        return
     tok = None
     if a.tokenizer:
         from tokenizers import Tokenizer
@@ -476,6 +536,10 @@ def main(argv: list[str] | None = None) -> None:
         cache_report=a.cache_report,
         log_prompts=a.log_prompts,
         plant_cache_hit=a.plant_cache_hit,
+        fault_status=a.fault_status,
+        fault_hang=a.fault_hang,
+        fault_malformed_sse=a.fault_malformed_sse,
+        fault_kill_parent=a.fault_kill_parent,
     )
     socks = _listen(a.host, a.port, a.workers)
     port = socks[0].getsockname()[1]
@@ -508,6 +572,46 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, forward)
     for pid in pids:
         os.waitpid(pid, 0)
+
+
+def _take_port(host: str, port: int, pidfile: str) -> None:
+    """Start a plain reference server on `port` outside our session and process group, as a
+    server left over from an earlier run would be; wait until it listens."""
+    cmd = [sys.executable, "-m", "quantbench.refserver", "--host", host, "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    with open(pidfile, "w") as f:
+        f.write(f"{proc.pid}\n")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.connect((host, port))
+            return
+        time.sleep(0.1)
+
+
+def vllm_cli(argv: list[str]) -> None:
+    """`serve MODEL --host H --port P --served-model-name N [vLLM flags]`, as `vllm serve` takes
+    them: the reference server standing in for vLLM in a workflow (tests/test_faults.py). Other
+    vLLM flags are ignored. `--faults-from FILE` (JSON: served model name, or "*" for every
+    model, -> extra arguments of this server) lets a test break one cell and fix it by editing
+    the file, without touching the workflow's config."""
+    ap = argparse.ArgumentParser(prog="refserver serve", add_help=False)
+    ap.add_argument("model_dir")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", default="8000")
+    ap.add_argument("--served-model-name", default="refmodel")
+    ap.add_argument("--faults-from", default=None)
+    known, _ = ap.parse_known_args(argv)
+    extra: list[str] = []
+    if known.faults_from and os.path.exists(known.faults_from):
+        with open(known.faults_from) as f:
+            table = json.load(f)
+        extra = [*table.get("*", []), *table.get(known.served_model_name, [])]
+    args = ["--host", known.host, "--port", known.port, "--model", known.served_model_name]
+    print(f"refserver standing in for `vllm serve {known.model_dir}`: {extra}", flush=True)
+    main(args + extra)
 
 
 @contextlib.contextmanager
@@ -551,4 +655,7 @@ def max_overlap(truth: list[dict]) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["serve"]:
+        vllm_cli(sys.argv[2:])
+    else:
+        main()

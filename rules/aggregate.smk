@@ -68,7 +68,10 @@ rule aggregate:
         "../envs/transformers.yaml"
     params:
         # the gate, published check and frontier read these (quantbench/quality/report.py)
-        config={k: config.get(k) for k in ("evaluation", "models", "quantizations")},
+        config={
+            k: config.get(k)
+            for k in ("evaluation", "models", "quantizations", "benchmark")
+        },
     script:
         "../scripts/aggregate.py"
 

@@ -16,7 +16,7 @@ rule benchmark:
         server=f"{RESULTS}/logs/server/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         engine_env
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=gpus,
     params:

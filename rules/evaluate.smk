@@ -14,7 +14,7 @@ rule evaluate:
         server=f"{RESULTS}/logs/server-eval/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/eval.yaml"
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=gpus,
     params:

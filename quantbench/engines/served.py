@@ -206,6 +206,29 @@ class SGLangEngine(ServedEngine):
     cache_report_omits_zero = True
 
 
+def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> None:
+    """Before measuring someone else's server: it answers GET /v1/models and serves `model`;
+    otherwise the cell fails with what to fix (nothing is measured against a dead endpoint)."""
+    import json
+    import urllib.request
+
+    from quantbench.engines.server import _OPENER
+
+    url = base_url.rstrip("/") + "/v1/models"
+    try:
+        with _OPENER.open(urllib.request.Request(url), timeout=timeout_s) as resp:
+            ids = [m.get("id") for m in json.loads(resp.read()).get("data", [])]
+    except Exception as err:  # noqa: BLE001 - refused, 500, timeout, not JSON: all the same here
+        raise RuntimeError(
+            f"the openai endpoint does not answer GET {url} ({type(err).__name__}: {err}): "
+            "start the server, or fix engines.openai.base_url"
+        ) from None
+    if ids and model not in ids:
+        raise RuntimeError(
+            f"the openai endpoint {base_url} serves {ids}, not {model!r}: fix engines.openai.model"
+        )
+
+
 class _Endpoint:
     """Stands in for a ManagedServer when the server is someone else's."""
 
@@ -243,6 +266,7 @@ class ExternalEngine(ServedEngine):
     def serve(self, launch: dict, log_path: str):
         self.model_name = launch["served_model_name"]
         self.server = _Endpoint(launch["base_url"])
+        check_endpoint(self.server.base_url, self.model_name)
         yield self.server
         self.server = None
 

@@ -137,6 +137,45 @@ class _Subreaper:
                 libc.prctl(cls._PR_SET, cls._previous, 0, 0, 0)
 
 
+def _listening_inodes(port: int) -> set[int] | None:
+    """Socket inodes listening on TCP `port` (any address), from /proc/net/tcp{,6}; None where
+    that cannot be read."""
+    inodes: set[int] = set()
+    found_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for line in lines:
+            fields = line.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(int(fields[9]))
+    return inodes if found_table else None
+
+
+def _socket_inodes(pids: list[int]) -> set[int]:
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
 def _pdeathsig_preexec(parent_pid: int, libc):
     def preexec():  # runs in the child between fork and exec: keep it minimal
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -327,12 +366,33 @@ class ManagedServer:
             try:
                 with _OPENER.open(url, timeout=max(0.1, min(5.0, remaining))) as resp:
                     if resp.status == 200:
+                        self._check_port_is_ours()
                         self.startup_s = time.monotonic() - self._t0
                         self.ready_at = time.time()
                         return
             except (urllib.error.URLError, OSError, ValueError):
                 pass  # not listening yet, or 503 while loading
             time.sleep(min(self.poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    def _check_port_is_ours(self) -> None:
+        """The healthy answer must come from the server we started: every socket listening on
+        the port belongs to a process of its group. Otherwise another server (one left running
+        by an earlier run, say) took the port between our pick and our server's bind, and every
+        request would go to it."""
+        listeners = _listening_inodes(self.port)
+        if not listeners:
+            return  # no /proc/net here (not Linux), or another network namespace: cannot tell
+        ours = _socket_inodes(_reap_and_list_alive(self.pgid, self.pgid))
+        foreign = listeners - ours
+        if foreign:
+            raise ServerStartError(
+                f"port {self.port} answers {self.health_path}, but not from the server we "
+                f"started (pid {self.pid}): another process listens on it, e.g. a server left "
+                f"running by an earlier run. Stop it (`ss -ltnp` / `lsof -i :{self.port}` names "
+                f"it) and run again.\n"
+                f"command: {' '.join(self.cmd)}\n"
+                f"--- last {_LOG_TAIL_LINES} lines of {self.log_path} ---\n{self.log_tail()}"
+            )
 
     def _terminate_group(self) -> list[int]:
         pgid = self.pgid
