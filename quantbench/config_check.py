@@ -207,7 +207,10 @@ def check_unknown_keys(node, schema: dict, root: dict, parts=()) -> None:
 
 
 def _short(value, limit: int = 60) -> str:
-    text = repr(value)
+    text = {None: "null", True: "true", False: "false"}.get(value, None) if not isinstance(
+        value, (list, dict)
+    ) else None
+    text = text or repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -264,6 +267,8 @@ def format_schema_error(error) -> str:
         return f"{where}: {_short(value)} is not allowed; allowed: {arg!r}"
     if kind == "type":
         expected = " or ".join(_KINDS.get(t, t) for t in (arg if isinstance(arg, list) else [arg]))
+        if value is None:
+            return f"{where}: is empty (null); expected {expected}"
         found = _PY_KINDS.get(type(value).__name__, type(value).__name__)
         return f"{where}: {_short(value)} is {found}; expected {expected}"
     if kind == "required":
