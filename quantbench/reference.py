@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-_REPO = Path(__file__).resolve().parents[1]
+from quantbench.io import REPO_ROOT as _REPO  # noqa: E402 - the workflow's directory
 
 QUANTS = ("bf16", "fp8", "gptq-int8", "gptq-int4", "awq-int4")
 _QUANT_NAMES = {

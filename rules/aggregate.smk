@@ -10,6 +10,9 @@ rule aggregate:
             {f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json" for c in CELLS}
         ),
     output:
+        index=report(
+            f"{REPORT}/index.html", caption="../report/index.rst", category="Overview"
+        ),
         cells=report(
             f"{REPORT}/cells.csv", caption="../report/cells.rst", category="Tables"
         ),
@@ -66,6 +69,8 @@ rule aggregate:
         f"{RESULTS}/logs/aggregate.log",
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         # the gate, published check and frontier read these (quantbench/quality/report.py)
         config={
@@ -91,6 +96,8 @@ rule compare_published:
         f"{RESULTS}/logs/compare_published.log",
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         models=config["models"],
         quantizations=config["quantizations"],

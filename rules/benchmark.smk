@@ -16,6 +16,8 @@ rule benchmark:
         server=f"{RESULTS}/logs/server/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         engine_env
+    container:
+        engine_image
     threads: all_cores
     resources:
         gpu=gpus,

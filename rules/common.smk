@@ -6,13 +6,19 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# Scripts import the package from this workflow's own tree, wherever it was copied; the
-# caller's own PYTHONPATH (e.g. where an engine is installed) follows it.
-sys.path.insert(0, workflow.basedir)
-_caller_path = dict(os.environ).get("PYTHONPATH", "")
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, _caller_path]))
-)
+# This file and the scripts import the installed quantbench package (`pip install .`; see
+# docs/packaging.md), so the workflow also runs as a Snakemake `module`. Jobs in their own
+# environment (--sdm conda/apptainer) reach it through Snakemake's script search path.
+try:
+    import quantbench
+except ImportError:
+    raise WorkflowError(
+        "quantbench is not installed in the Python that runs Snakemake: "
+        "`pip install '.[quantize,eval]'` in the workflow's directory (docs/packaging.md)"
+    ) from None
+# The workflow's own files (data/, config/schema, reference/) for the installed package.
+if Path(workflow.basedir).is_dir():
+    os.environ["QUANTBENCH_ROOT"] = str(Path(workflow.basedir).resolve())
 
 from quantbench.plan import ConfigError, QuantRule, cell_engine_settings, plan_cells
 
@@ -134,3 +140,21 @@ def eval_inputs(wildcards):
 def engine_env(wildcards):
     """Each engine's own environment (`--sdm conda`): vLLM and SGLang pin different torches."""
     return f"../envs/{wildcards.engine}.yaml"
+
+
+def eval_env(wildcards):
+    """lm-eval beside the engine: in-process Transformers needs envs/eval.yaml; a served engine
+    is evaluated in its own environment (which carries lm-eval), since the job starts it."""
+    return "../envs/eval.yaml" if wildcards.engine == "transformers" else engine_env(wildcards)
+
+
+# `--sdm apptainer`: pinned images, the engines' official ones for their jobs (docs/packaging.md).
+CPU_IMAGE = "docker://condaforge/miniforge3:24.11.3-2"
+ENGINE_IMAGES = {
+    "vllm": "docker://vllm/vllm-openai:v0.24.0",
+    "sglang": "docker://lmsysorg/sglang:v0.5.17-cu130",
+}
+
+
+def engine_image(wildcards):
+    return ENGINE_IMAGES.get(wildcards.engine, CPU_IMAGE)

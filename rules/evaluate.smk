@@ -13,7 +13,9 @@ rule evaluate:
         main=f"{RESULTS}/logs/evaluate/{{model}}/{{quant}}/{{engine}}.log",
         server=f"{RESULTS}/logs/server-eval/{{model}}/{{quant}}/{{engine}}.log",
     conda:
-        "../envs/eval.yaml"
+        eval_env
+    container:
+        engine_image
     threads: all_cores
     resources:
         gpu=gpus,

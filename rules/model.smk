@@ -5,6 +5,8 @@ rule model:
         f"{RESULTS}/logs/model/{{model}}.log",
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=lambda w: config["models"][w.model],
     script:

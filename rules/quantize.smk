@@ -19,6 +19,8 @@ rule quantize_bf16:
         quant=quants_of("bf16"),
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=quant_params,
         format="bf16",
@@ -46,6 +48,8 @@ rule quantize_llmcompressor:
         quant=quants_of("llmcompressor"),
     conda:
         "../envs/quantize.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=quant_params,
         format="compressed-tensors",

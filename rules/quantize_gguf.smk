@@ -17,6 +17,8 @@ rule quantize_gguf:
         quant=quants_of("gguf"),
     conda:
         "../envs/gguf.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=quant_params,
         format="gguf",

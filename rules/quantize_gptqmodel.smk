@@ -18,6 +18,8 @@ rule quantize_gptqmodel:
         quant=quants_of("gptqmodel"),
     conda:
         "../envs/gptqmodel.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=quant_params,
         format="gptq",

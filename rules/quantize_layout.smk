@@ -17,6 +17,8 @@ rule quantize_layout:
         quant=quants_of("layout"),
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=quant_params,
         format=lambda w: config["quantizations"][w.quant]["format"],

@@ -18,6 +18,8 @@ rule quantize_prequantized:
         quant=quants_of("prequantized"),
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         spec=quant_params,
         format=lambda w: config["quantizations"][w.quant]["format"],

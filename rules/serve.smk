@@ -12,6 +12,8 @@ rule serve:
         f"{RESULTS}/logs/serve/{{model}}/{{quant}}/{{engine}}.log",
     conda:
         "../envs/transformers.yaml"
+    container:
+        CPU_IMAGE
     params:
         settings=engine_settings,
         kernel=lambda w: config["quantizations"][w.quant].get("kernel"),
