@@ -57,9 +57,9 @@ table.qb th{background:#eef1f6;position:sticky;top:0;cursor:pointer;user-select:
 table.qb th:hover{background:#dfe5ee}table.qb th[aria-sort=ascending]::after{content:" \\25B2"}
 table.qb th[aria-sort=descending]::after{content:" \\25BC"}
 table.qb tr:hover td{background:#f3f7ff}td.num{text-align:right}
-td.st-fail{background:#fde2e1;color:#8a1c17;font-weight:600}
-td.st-na{background:#eceef1;color:#5b6270;font-style:italic}
-td.st-warn{background:#fff4d6;color:#7a5600}td.st-good{background:#e3f6e7;color:#1d6b34}
+.st-fail{background:#fde2e1;color:#8a1c17;font-weight:600}
+.st-na{background:#eceef1;color:#5b6270;font-style:italic}
+.st-warn{background:#fff4d6;color:#7a5600}.st-good{background:#e3f6e7;color:#1d6b34}
 .badge{display:inline-block;padding:0 6px;margin:0 3px 0 0;border-radius:9px;font-size:12px;
 background:#6b4fbb;color:#fff;cursor:help}.badge.R{background:#c2570c}
 .legend td:first-child{width:60px}details{margin:10px 0}summary{cursor:pointer;font-weight:600;
@@ -158,7 +158,8 @@ def table_html(df: pd.DataFrame, flags: FlagCodes | None = None, table_id: str =
         for col, value in zip(df.columns, row):
             text = _text(value)
             if col == "flags" and flags is not None:
-                tds.append(f'<td data-v="{esc(text)}">{flags.badges(text)}</td>')
+                codes = " ".join(flags.code(f) for f in split_flags(text))
+                tds.append(f'<td data-v="{codes}">{flags.badges(text)}</td>')
                 continue
             cls = cell_class(text)
             num = isinstance(value, (int, float)) and not isinstance(value, bool)
