@@ -18,7 +18,9 @@ include: "rules/quantize.smk"
 
 # A new quantization method is one more rules/quantize_<method>.smk (+ its script).
 for _extra_quant_rules in sorted(
-    Path(workflow.basedir, "rules").glob("quantize_*.smk")
+    Path(str(workflow.current_basedir.get_path_or_uri(secret_free=True)), "rules").glob(
+        "quantize_*.smk"
+    )
 ):
 
     include: _extra_quant_rules

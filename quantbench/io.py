@@ -9,6 +9,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,15 @@ from quantbench import __version__
 # The workflow's directory (data/, config/schema, rules/, reference/): the source tree this
 # package sits in, or, for an installed package, QUANTBENCH_ROOT (rules/common.smk sets it to the
 # workflow's basedir, so jobs and the Snakefile read the workflow's own files).
-REPO_ROOT = Path(os.environ.get("QUANTBENCH_ROOT") or Path(__file__).resolve().parent.parent)
+def _workflow_root() -> Path:
+    if os.environ.get("QUANTBENCH_ROOT"):
+        return Path(os.environ["QUANTBENCH_ROOT"])
+    tree = Path(__file__).resolve().parent.parent
+    share = Path(sys.prefix, "share", "quantbench")  # pyproject.toml's data-files
+    return share if not (tree / "data").is_dir() and share.is_dir() else tree
+
+
+REPO_ROOT = _workflow_root()
 
 
 # Test hook standing in for a full disk where no small filesystem can be mounted: a write to a

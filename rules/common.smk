@@ -16,15 +16,20 @@ except ImportError:
         "quantbench is not installed in the Python that runs Snakemake: "
         "`pip install '.[quantize,eval]'` in the workflow's directory (docs/packaging.md)"
     ) from None
-# The workflow's own files (data/, config/schema, reference/) for the installed package.
-if Path(workflow.basedir).is_dir():
-    os.environ["QUANTBENCH_ROOT"] = str(Path(workflow.basedir).resolve())
+# The workflow's own files (data/, config/schema, reference/) for the installed package: this
+# directory, also as a `module` (workflow.basedir is then the caller's); a remote module
+# (github(...)) uses the copies installed with the package (share/quantbench).
+_rules_dir = str(workflow.current_basedir.get_path_or_uri(secret_free=True))
+if os.path.isdir(_rules_dir):
+    os.environ["QUANTBENCH_ROOT"] = str(Path(_rules_dir).resolve().parent)
 
 from quantbench.plan import ConfigError, QuantRule, cell_engine_settings, plan_cells
 
 from quantbench.config_check import check_config, check_files_and_schema
 
-SCHEMA = Path(workflow.basedir, "config", "schema", "config.schema.yaml")
+from quantbench.io import REPO_ROOT
+
+SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 # The most GPUs one job may get: --resources gpu=N (profiles/local sets 1); None = not capped.
 try:
     MAX_GPUS = getattr(workflow.global_resources.get("gpu"), "value", None)
@@ -144,8 +149,13 @@ def engine_env(wildcards):
 
 def eval_env(wildcards):
     """lm-eval beside the engine: in-process Transformers needs envs/eval.yaml; a served engine
-    is evaluated in its own environment (which carries lm-eval), since the job starts it."""
-    return "../envs/eval.yaml" if wildcards.engine == "transformers" else engine_env(wildcards)
+    is evaluated in its own environment (which carries lm-eval), since the job starts it.
+    """
+    return (
+        "../envs/eval.yaml"
+        if wildcards.engine == "transformers"
+        else engine_env(wildcards)
+    )
 
 
 # `--sdm apptainer`: pinned images, the engines' official ones for their jobs (docs/packaging.md).
