@@ -10,7 +10,7 @@ import base64
 import html
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -245,7 +245,7 @@ def _summary(report: Path) -> tuple[str, str]:
 def build_index(report_dir: str | Path, title: str = "quantbench report") -> str:
     report = Path(report_dir)
     meta, cards = _summary(report)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = f"{meta}<br>built {stamp}" if meta else f"built {stamp}"
     flags = FlagCodes()
     sections, toc = [cards], []

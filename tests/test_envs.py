@@ -19,7 +19,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import gen_envs  # noqa: E402
 
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 # Modules whose distribution is named otherwise.

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_no_sys_path_insert_in_the_workflow():
-    for path in [ROOT / "Snakefile", *(ROOT / "rules").glob("*.smk"), *(ROOT / "scripts").glob("*.py")]:
+    files = [*(ROOT / "rules").glob("*.smk"), *(ROOT / "scripts").glob("*.py")]
+    for path in [ROOT / "Snakefile", *files]:
         text = path.read_text()
         assert "sys.path.insert" not in text and "PYTHONPATH" not in text, path
 

@@ -142,7 +142,8 @@ def test_index_renders_in_chromium(report, tmp_path):
 
 
 def test_compare_calls_noise_and_differences(tmp_path):
-    for name, bf16, mem in (("a", [100.0, 102.0, 101.0], 600.0), ("b", [101.0, 100.0, 102.5], 700.0)):
+    runs = (("a", [100.0, 102.0, 101.0], 600.0), ("b", [101.0, 100.0, 102.5], 700.0))
+    for name, bf16, mem in runs:
         out = tmp_path / name / "report"
         out.mkdir(parents=True)
         cells = _cells({"bf16": bf16, "fp8": [150.0, 151.0] if name == "b" else [120.0, 121.0]},

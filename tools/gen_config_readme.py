@@ -99,7 +99,7 @@ def example(key: str, configs: list[dict]) -> str:
     parts = re.findall(r"<name>|[^.\[\]]+\[\]|[^.]+", key.replace("[]", "[]."))
     parts = [p for p in parts if p]
     merged = []
-    for i, p in enumerate(parts):
+    for p in parts:
         if p.endswith("[]") or not (merged and merged[-1].endswith("[]") and p == ""):
             merged.append(p)
     for doc in configs:
@@ -133,7 +133,8 @@ FALLBACK = {
     "engines.openai.request_timeout_s": "seconds one request may take",
     "engines.openai.base_url": "the server's URL, e.g. http://host:8000/v1",
     "engines.vllm.dtype": "--dtype", "engines.sglang.dtype": "--dtype",
-    "engines.vllm.max_model_len": "--max-model-len", "engines.sglang.max_model_len": "--max-model-len",
+    "engines.vllm.max_model_len": "--max-model-len",
+    "engines.sglang.max_model_len": "--max-model-len",
     "engines.vllm.context_length": "SGLang's --context-length",
     "engines.sglang.context_length": "--context-length",
     "engines.vllm.gpu_memory_utilization": "--gpu-memory-utilization",
@@ -216,9 +217,10 @@ def render() -> str:
     rows = []
     for key, node in walk(schema, schema):
         default = json.dumps(node["default"]) if "default" in node else ""
+        text = node.get("description") or FALLBACK.get(key, "")
         rows.append(
             f"| `{key}` | {_cell(_type(node))} | {_cell(default)} | "
-            f"{_cell(node.get('description') or FALLBACK.get(key, ''))} | {_cell(example(key, configs))} |"
+            f"{_cell(text)} | {_cell(example(key, configs))} |"
         )
     return HEAD + "\n".join(rows) + "\n"
 
