@@ -145,26 +145,29 @@ def _verdict(a, b, p: float, better: str, alpha: float) -> str:
         return "only in A" if b is None else "only in B"
     if not a["n"] or not b["n"]:
         return "not comparable: " + ("A " + a["status"] if not a["n"] else "B " + b["status"])
+    if a["mean"] == b["mean"]:
+        return "identical"
     if math.isnan(p):
         return "not judged: no spread (one repeat or no stderr)"
     if p >= alpha:
         return f"within noise (p={p:.2g})"
     up = b["mean"] > a["mean"]
     good = up == (better == "higher")
-    return f"{'B better' if good else 'B worse'} ({'+' if up else '-'}, p={p:.2g})"
+    return f"{'B better' if good else 'B worse'} ({'higher' if up else 'lower'}, p={p:.2g})"
 
 
-def _row(key: dict, a: dict | None, b: dict | None, better: str, alpha: float, test) -> dict:
-    row = {**key, "a": _fmt(a), "b": _fmt(b), "delta": "", "delta_pct": "", "se_delta": "",
-           "p": ""}
+def _row(key: dict, a: dict | None, b: dict | None, better: str, alpha: float, test,
+         digits: int = 2) -> dict:
+    row = {**key, "a": _fmt(a, digits), "b": _fmt(b, digits), "delta": "", "delta_pct": "",
+           "se_delta": "", "p": ""}
     p = math.nan
     if a and b and a["n"] and b["n"]:
         delta = b["mean"] - a["mean"]
         se, p = test(a, b)
         row.update(
-            delta=f"{delta:+.2f}",
+            delta=f"{delta:+.{digits}f}",
             delta_pct=f"{100 * delta / a['mean']:+.1f}%" if a["mean"] else "",
-            se_delta="" if math.isnan(se) else f"{se:.2f}",
+            se_delta="" if math.isnan(se) else f"{se:.{digits}f}",
             p="" if math.isnan(p) else f"{p:.3g}",
         )
     row["verdict"] = _verdict(a, b, p, better, alpha)
@@ -183,27 +186,36 @@ def _groups(cells: pd.DataFrame, scenario: str, keys: list[str]) -> dict:
             for k, v in zip(keys, key[3:])
             if pd.notna(v)
         )
-        out[(*key[:3], workload)] = group
+        out[(*key[:3], workload)] = (key, group)
     return out
+
+
+def _order(key: tuple, *groups: dict):
+    """Sort cells by name, workloads by their values (input_len 1 < 256 < 1024)."""
+    for g in groups:
+        if key in g:
+            return tuple((0, v, "") if isinstance(v, (int, float)) and pd.notna(v)
+                         else (1, 0, str(v)) for v in g[key][0])
+    return ()
 
 
 def compare_runs(a: Run, b: Run, alpha: float = 0.05) -> pd.DataFrame:
     rows = []
     for scenario, (keys, metrics) in METRICS.items():
         ga, gb = _groups(a.cells, scenario, keys), _groups(b.cells, scenario, keys)
-        for key in sorted(set(ga) | set(gb), key=str):
+        for key in sorted(set(ga) | set(gb), key=lambda k: _order(k, ga, gb)):
             base = dict(zip(CELL, key[:3]), scenario=scenario, workload=key[3])
             for column, label, better in metrics:
-                if not any(column in g[key] for g in (ga, gb) if key in g):
+                if not any(column in g[key][1] for g in (ga, gb) if key in g):
                     continue  # a metric this scenario's rows do not carry
-                sides = [_stats(g[key], column) if key in g else None for g in (ga, gb)]
+                sides = [_stats(g[key][1], column) if key in g else None for g in (ga, gb)]
                 rows.append(_row({**base, "metric": label}, *sides, better, alpha, _welch_p))
     qa, qb = (_quality(r.quality) for r in (a, b))
     for key in sorted(set(qa) | set(qb), key=str):
         model, quant, engine, task, metric, filt = key
         base = {"model": model, "quantization": quant, "engine": engine,
                 "scenario": "quality", "workload": task, "metric": f"{metric} ({filt})"}
-        rows.append(_row(base, qa.get(key), qb.get(key), "higher", alpha, _z_p))
+        rows.append(_row(base, qa.get(key), qb.get(key), "higher", alpha, _z_p, digits=4))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -234,7 +246,7 @@ def _provenance(run: Run) -> str:
 
 
 def summary(table: pd.DataFrame) -> dict[str, int]:
-    kinds = table["verdict"].str.extract(r"^(within noise|B better|B worse|not judged|"
+    kinds = table["verdict"].str.extract(r"^(within noise|identical|B better|B worse|not judged|"
                                          r"not comparable|only in A|only in B)")[0]
     return kinds.value_counts().to_dict()
 
