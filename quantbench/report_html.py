@@ -100,6 +100,9 @@ def _text(value) -> str:
     return str(value)
 
 
+IDENTITY = ("model", "engine", "quantization", "task", "input_len")
+
+
 def cell_class(text: str) -> str:
     for cls, pattern in (("st-fail", FAIL), ("st-na", NOT_RUN), ("st-warn", WARN)):
         if pattern.match(text):
@@ -151,6 +154,10 @@ def table_html(df: pd.DataFrame, flags: FlagCodes | None = None, table_id: str =
     """A sortable table: empty columns dropped, long text cut with its full text on hover,
     failed/unsupported/verdict cells classed, a `flags` column as code badges."""
     df = df.loc[:, [c for c in df.columns if df[c].map(_text).str.strip().ne("").any()]]
+    if "verdict" in df.columns:  # the verdict beside the cell it judges, not off-screen
+        keys = [c for c in df.columns if c in IDENTITY]
+        rest = [c for c in df.columns if c not in IDENTITY and c != "verdict"]
+        df = df[keys + ["verdict"] + rest]
     head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
     body = []
     for row in df.itertuples(index=False):
@@ -266,8 +273,8 @@ def build_index(report_dir: str | Path, title: str = "quantbench report") -> str
     for name, caption in PLOTS:
         path = report / name
         if path.exists():
-            stem = path.stem
-            toc.append(f"<a href='#{stem}'>{esc(stem)}</a>")
+            stem = f"plot-{path.stem}"
+            toc.append(f"<a href='#{stem}'>{esc(path.stem)} plot</a>")
             sections.append(
                 f"<figure id='{stem}'><img src='{data_uri(path)}' alt='{esc(caption)}'>"
                 f"<figcaption>{esc(caption)}</figcaption></figure>"
