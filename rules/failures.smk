@@ -61,13 +61,20 @@ def _retry_failed(dag_settings):
     targets = set(dag_settings.targets or ())
     if targets - {"all", "aggregate", "compare_published"}:
         return  # explicit files: forcing others would make them targets too
-    failed = [p for p in planned_results(CELLS) if _needs_retry(p)]
+    planned = planned_results(CELLS)
+    failed = [p for p in planned if _needs_retry(p)]
+    # A result a killed job never wrote: Snakemake alone would not rebuild a missing
+    # intermediate file once the report (written by onerror) is newer.
+    missing = [p for p in planned if not os.path.exists(p)]
+    if len(missing) < len(planned):
+        failed += missing
     if failed:
         dag_settings.forcerun = frozenset(dag_settings.forcerun) | set(failed)
         shown = "".join(f"\n  {p}" for p in failed[:20])
         more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
         print(
-            f"quantbench: {len(failed)} failed result(s) will be measured again:{shown}{more}",
+            f"quantbench: {len(failed)} failed or missing result(s) will be made again:"
+            f"{shown}{more}",
             file=sys.stderr,
         )
 
@@ -102,19 +109,17 @@ def _hook_dag_preparation():
 
 
 def _job_processes():
-    """The running jobs' processes (what Snakemake started, and a shell's own children)."""
-    try:
-        from snakemake.shell import shell as _shell
-
-        procs = [p.pid for p in list(_shell._processes.values())]
-    except (ImportError, AttributeError):
-        return []
+    """The running jobs' processes: this process's children (a job's Python, or the shell that
+    runs it, whose children in the same process group are signalled too)."""
     pids = []
-    for pid in procs:
-        pids.append(pid)
+    for task in Path("/proc/self/task").glob("*"):
         try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            if comm in ("bash", "sh", "dash"):
+            pids += [int(k) for k in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    for pid in list(pids):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() in ("bash", "sh", "dash"):
                 kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
                 pids += [int(k) for k in kids if os.getpgid(int(k)) == os.getpgid(pid)]
         except (OSError, ValueError):
