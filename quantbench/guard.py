@@ -103,12 +103,13 @@ def _watch(job: int, chain: list[tuple[int, int]], interval_s: float) -> None:
             return  # the job is gone
         gone = [pid for pid, start in chain if (_stat(pid) or (0, None))[1] != start]
         if gone:
-            print(
-                f"quantbench: Snakemake (pid {gone[0]}) is gone: stopping this job",
-                file=sys.stderr,
-                flush=True,
-            )
             os.kill(job, signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                print(
+                    f"quantbench: Snakemake (pid {gone[0]}) is gone: this job stops",
+                    file=sys.stderr,
+                    flush=True,
+                )
             # Give it time to stop its server (ManagedServer: 30 s grace, then SIGKILL).
             deadline = time.monotonic() + 90
             while os.getppid() == job and time.monotonic() < deadline:
@@ -134,7 +135,6 @@ def watch_snakemake(interval_s: float = 1.0) -> int | None:
     if pid:
         return pid
     try:  # the child: no Python-level cleanup, no flushing of the job's buffers
-        os.closerange(3, 1024)
         _watch(job, chain, interval_s)
     finally:
         os._exit(0)
