@@ -228,3 +228,36 @@ def test_sigkilled_parent_leader_gets_sigterm(tmp_path, server_py):
 def test_terminated_is_a_systemexit():
     t = Terminated(signal.SIGTERM)
     assert isinstance(t, SystemExit) and t.code == 143 and t.signum == signal.SIGTERM
+
+
+def test_a_foreign_server_on_our_port_is_refused(tmp_path, server_py):
+    # Another server (one left running by an earlier run, say) answers /health on the port our
+    # server should bind, while ours is still loading: its answer must not count as ours.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other = subprocess.Popen([sys.executable, str(server_py), str(port), "ok"])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        srv = ManagedServer(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            port=port,
+            log_path=tmp_path / "ours.log",
+            ready_timeout_s=20,
+            poll_interval_s=0.05,
+        )
+        with pytest.raises(ServerStartError, match="not from the server we started"):
+            srv.start()
+        assert_group_gone(srv.pgid)
+        assert other.poll() is None  # not ours to stop
+    finally:
+        other.kill()
+        other.wait()
