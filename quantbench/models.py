@@ -1,4 +1,5 @@
-"""Model sources: `tiny` (generated offline), `hf` (Hub id or local path), `dummy` (real config,
+"""Model sources: `tiny` (generated offline), `trained` (the tiny Qwen3 trained offline on the
+shipped tasks' facts, quantbench.trained), `hf` (Hub id or local path), `dummy` (real config,
 random weights). Each materialised model is a directory plus a manifest (`model.json`)."""
 
 from __future__ import annotations
@@ -169,6 +170,10 @@ def materialize(name: str, spec: dict, out_dir: Path) -> dict:
         facts = make_tiny(
             weights, seed=spec.get("seed", 0), vocab_size=vocab, arch=spec.get("arch")
         )
+    elif source == "trained":
+        from quantbench.trained import make_trained
+
+        facts = make_trained(weights, spec)
     elif source == "dummy":
         facts = make_dummy(weights, arch_name=spec["arch"], vocab_size=vocab)
     elif source == "hf":

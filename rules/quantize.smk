@@ -29,11 +29,12 @@ rule quantize_bf16:
         "../scripts/quantize_bf16.py"
 
 
-# scheme: a compressed-tensors preset; algorithm: rtn | gptq | awq (AWQ smoothing + RTN).
+# scheme: a compressed-tensors preset; algorithm: rtn | gptq | awq (AWQ smoothing + RTN);
+# bits / group_size: override the preset's integer weights (group_size -1: per channel).
 register_quant_rule(
     "llmcompressor",
     format="compressed-tensors",
-    params=["scheme", "algorithm", "ignore"],
+    params=["scheme", "algorithm", "ignore", "bits", "group_size"],
 )
 
 

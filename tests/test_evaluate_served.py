@@ -61,6 +61,9 @@ def test_vllm_served_evaluation(tmp_path):
     work = copy_workflow(tmp_path)
     cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
     cfg["quantizations"] = {"bf16": {"method": "bf16"}}
+    # the chat path: the random-weight tiny model's tokenizer has the ChatML template (the
+    # demo's trained model is a base model; tests/test_trained_model.py serves it)
+    cfg["models"] = {"tiny-qwen3": {"source": "tiny", "seed": 0}}
     cfg["engines"]["vllm"] = {
         "executable": str(VLLM),
         "device": "cpu",

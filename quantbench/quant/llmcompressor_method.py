@@ -3,6 +3,9 @@ and Transformers load.
 
 algorithm: `rtn` (round to nearest, data-free unless the scheme has static activation scales),
 `gptq` (GPTQModifier) or `awq` (AWQModifier smoothing, then round-to-nearest of the scheme).
+`bits` / `group_size` override the preset's integer weights (group_size -1: one scale per output
+channel), e.g. W4A16 with bits 2 and group_size -1: 2-bit RTN without groups, a deliberately
+destructive setting for showing what the quality gate calls a collapse.
 """
 
 from __future__ import annotations
@@ -13,12 +16,36 @@ from quantbench.quant.calibration import calibration_dataset, calibration_facts
 ALGORITHMS = ("rtn", "gptq", "awq")
 
 
-def scheme_facts(scheme: str) -> dict:
-    """Bits, group size and activation handling of a compressed-tensors preset scheme, read
-    from compressed-tensors itself (it owns the definitions)."""
+def resolve_scheme(scheme: str, bits: int | None = None, group_size: int | None = None):
+    """The preset as a compressed-tensors QuantizationScheme, its integer weights' bits and
+    group size overridden where given (group_size -1 or 0: per output channel)."""
     from compressed_tensors.quantization import preset_name_to_scheme
 
     spec = preset_name_to_scheme(scheme, ["Linear"])
+    if bits is None and group_size is None:
+        return spec
+    w = spec.weights
+    if w is None or w.type != "int":
+        raise ValueError(f"bits/group_size override integer weights; {scheme} has {w}")
+    update: dict = {}
+    if bits is not None:
+        update["num_bits"] = bits
+    if group_size is not None:
+        per_channel = group_size <= 0
+        update.update(
+            strategy="channel" if per_channel else "group",
+            group_size=None if per_channel else group_size,
+        )
+    args = w.model_dump()
+    args.update(update)
+    return spec.model_copy(update={"weights": type(w)(**args)})
+
+
+def scheme_facts(scheme: str, bits: int | None = None, group_size: int | None = None) -> dict:
+    """Bits, group size and activation handling of a compressed-tensors preset scheme (with the
+    overrides of ``resolve_scheme``), read from compressed-tensors itself (it owns the
+    definitions)."""
+    spec = resolve_scheme(scheme, bits, group_size)
     w, act = spec.weights, spec.input_activations
     group = w.group_size
     if w.block_structure:  # FP8_BLOCK: 128x128 weight blocks, as in Qwen3-FP8 checkpoints
@@ -64,12 +91,18 @@ def _awq_modifier():
     return AWQModifier
 
 
-def build_recipe(scheme: str, algorithm: str, ignore: list[str]) -> list:
+def build_recipe(scheme, algorithm: str, ignore: list[str]) -> list:
+    """``scheme`` a preset name or a QuantizationScheme (``resolve_scheme``'s override)."""
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
 
+    how = (
+        {"scheme": scheme, "targets": "Linear"}
+        if isinstance(scheme, str)
+        else {"config_groups": {"group_0": scheme}}
+    )
     if algorithm == "gptq":
-        return [GPTQModifier(targets="Linear", scheme=scheme, ignore=ignore)]
-    quantize = QuantizationModifier(targets="Linear", scheme=scheme, ignore=ignore)
+        return [GPTQModifier(**how, ignore=ignore)]
+    quantize = QuantizationModifier(**how, ignore=ignore)
     if algorithm == "awq":
         return [_awq_modifier()(), quantize]
     return [quantize]
@@ -78,7 +111,8 @@ def build_recipe(scheme: str, algorithm: str, ignore: list[str]) -> list:
 @register_quant_method("llmcompressor")
 class LLMCompressor(QuantMethod):
     """params: scheme (a compressed-tensors preset: FP8_DYNAMIC, FP8_BLOCK, W8A16, W4A16,
-    W4A16_ASYM, W8A8, ...), algorithm (rtn | gptq | awq), ignore (module names kept in BF16)."""
+    W4A16_ASYM, W8A8, ...), algorithm (rtn | gptq | awq), ignore (module names kept in BF16),
+    bits and group_size (override the preset's integer weights; group_size -1: per channel)."""
 
     packages = ("torch", "transformers", "llmcompressor", "compressed-tensors")
 
@@ -92,11 +126,17 @@ class LLMCompressor(QuantMethod):
         algorithm = self.params.get("algorithm", "rtn")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {algorithm!r}: choose one of {ALGORITHMS}")
-        facts = scheme_facts(scheme)
+        bits, group_size = self.params.get("bits"), self.params.get("group_size")
+        facts = scheme_facts(scheme, bits, group_size)
         torch.manual_seed(calibration["seed"])
         model = load_bf16_model(src, calibration["seed"])
         tokenizer = AutoTokenizer.from_pretrained(src)
-        recipe = build_recipe(scheme, algorithm, self.params.get("ignore", ["lm_head"]))
+        overridden = bits is not None or group_size is not None
+        recipe = build_recipe(
+            resolve_scheme(scheme, bits, group_size) if overridden else scheme,
+            algorithm,
+            self.params.get("ignore", ["lm_head"]),
+        )
         # Data-dependent: GPTQ and AWQ, and any scheme with static activation scales.
         needs_data = algorithm != "rtn" or facts["activation_dynamic"] is False
         kwargs = {}
@@ -111,6 +151,7 @@ class LLMCompressor(QuantMethod):
         tokenizer.save_pretrained(dst)
         return {
             "scheme": scheme,
+            "scheme_overrides": {"bits": bits, "group_size": group_size} if overridden else None,
             "algorithm": algorithm,
             **facts,
             "calibration": calibration_facts(calibration) if needs_data else None,
