@@ -61,9 +61,15 @@ class ChatTemplatedCompletions(LocalCompletionsAPI):
 
 
 def render_tasks(tasks: list[str], dest: Path) -> Path:
+    """The shipped task YAMLs with their placeholders filled: `{DATA_DIR}` (data/tasks/) and
+    `{LM_EVAL_TASKS}` (lm-eval's own task directory, which data/tasks/hellaswag.yaml includes)."""
+    import lm_eval.tasks
+
+    builtin = str(Path(lm_eval.tasks.__file__).parent)
     for name in tasks:
         text = (TASK_DIR / f"{name}.yaml").read_text()
-        (dest / f"{name}.yaml").write_text(text.replace("{DATA_DIR}", str(TASK_DIR.resolve())))
+        text = text.replace("{DATA_DIR}", str(TASK_DIR.resolve()))
+        (dest / f"{name}.yaml").write_text(text.replace("{LM_EVAL_TASKS}", builtin))
     return dest
 
 

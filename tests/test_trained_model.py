@@ -185,3 +185,16 @@ def test_served_quality_matches_in_process_quality(demo):
         tolerance=0.02,
     )
     assert table.set_index("quantization").loc["served", "verdict"] == "pass"
+
+
+def test_hellaswag_is_lm_eval_s_own_task_for_real_models(tmp_path):
+    """The real-model path: data/tasks/hellaswag.yaml renders to lm-eval's HellaSwag (data from
+    the Hub), the task reference/hellaswag_l40.csv publishes BF16 and quantized scores for."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from quantbench.evaluate import render_tasks
+
+    render_tasks(["hellaswag"], tmp_path)
+    cfg = load_yaml(tmp_path / "hellaswag.yaml")
+    assert (cfg["task"], cfg["dataset_path"]) == ("hellaswag", "Rowan/hellaswag")
+    assert callable(cfg["process_docs"]) and cfg["output_type"] == "multiple_choice"
