@@ -143,15 +143,21 @@ IN_PROCESS_CACHE = {
 }
 
 
-def _energy_over(start_s: float, start_j: float | None, raw: list, cfg: dict) -> dict | None:
+def _energy_over(start_s: float, start_j: float | None, raw: list, rows: list) -> dict | None:
     """A scenario's own GPU energy: the NVML counter read at its start and end, per output
-    token of that scenario (warm-up included in the joules, not in the tokens)."""
+    token of that scenario (warm-up included in the joules, not in the tokens; an engine's own
+    client's tokens, which our records do not hold, from its row)."""
     from quantbench import gpu
 
     end_j = gpu.energy_j()
     if start_j is None or end_j is None:
         return None
     tokens = sum(r.get("output_tokens") or 0 for r in raw)
+    tokens += sum(
+        r.get("total_output_tokens") or 0
+        for r in rows
+        if r.get("client") not in (None, "quantbench")
+    )
     joules = end_j - start_j
     return {
         "joules": joules,
@@ -288,9 +294,7 @@ def benchmark_job(smk) -> None:
                     try:
                         start_s, start_j = time.perf_counter(), gpu.energy_j()
                         rows, raw, ran = SCENARIO_RUNNERS[name](engine, prompts, scenarios[name])
-                        energy = scenario_energy[name] = _energy_over(
-                            start_s, start_j, raw, scenarios[name]
-                        )
+                        energy = scenario_energy[name] = _energy_over(start_s, start_j, raw, rows)
                         doc = _scenario_doc(
                             name,
                             scenario_status(rows),

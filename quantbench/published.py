@@ -43,7 +43,13 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     published_way = ok["mem_method"] == "torch.cuda.max_memory_allocated"
     for col, ours in MEMORY_FIGURES.items():
         ok[col] = ok.get(ours, pd.Series(float("nan"), ok.index)).where(published_way)
+    for col, default in (("cached_tokens", float("nan")), ("cache_hit", False)):
+        if col not in ok:
+            ok[col] = default
+    ok["cache_hit"] = ok["cache_hit"].fillna(False).astype(bool)
     agg = ok.groupby([*KEYS, "quantization"], as_index=False).agg(
+        cached_tokens=("cached_tokens", lambda c: c.sum(min_count=1)),
+        cache_hits=("cache_hit", "sum"),
         speed_tok_s=("speed_tok_s", "mean"),
         speed_std=("speed_tok_s", "std"),
         decode_speed_tok_s=("decode_speed_tok_s", "mean"),
@@ -176,5 +182,10 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
             ),
             "gpu": out["device_name"],
             "repeats": out["repeats"],
+            # the engine's own count over the cell's requests: 0 when cache-free, else flagged
+            "cached_tokens": [
+                "not reported" if pd.isna(c) else (f"CACHE HIT {int(c)}" if h else int(c))
+                for c, h in zip(out["cached_tokens"], out["cache_hits"])
+            ],
         }
     )

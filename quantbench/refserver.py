@@ -610,6 +610,11 @@ def vllm_cli(argv: list[str]) -> None:
             table = json.load(f)
         extra = [*table.get("*", []), *table.get(known.served_model_name, [])]
     args = ["--host", known.host, "--port", known.port, "--model", known.served_model_name]
+    # vLLM's cache flags, as vLLM reads them: prefix caching on unless switched off.
+    if "--no-enable-prefix-caching" not in argv:
+        args.append("--prefix-cache")
+    if "--enable-prompt-tokens-details" in argv:
+        args.append("--cache-report")
     print(f"refserver standing in for `vllm serve {known.model_dir}`: {extra}", flush=True)
     main(args + extra)
 

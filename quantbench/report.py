@@ -86,7 +86,29 @@ SPEED_COLUMNS = [
     "memory_mb",
     "memory_method",
     "repeats",
+    "cached_tokens",
 ]
+
+
+def cache_cell(group: pd.DataFrame) -> str:
+    """The engine's cached prompt tokens over a cell's requests, as a table shows them: the
+    total (0 for a cache-free cell), a hit marked with how many requests it touched, or
+    "not reported" where the engine gave no count. Rows with hits are never averaged in
+    silently: this column travels with every figure built from them."""
+    if "cached_tokens" not in group:
+        return "not reported"
+    counts = group["cached_tokens"]
+    hits = int(
+        group.get("cache_hit", pd.Series(False, group.index)).fillna(False).astype(bool).sum()
+    )
+    hits += int(group.get("cache_hits", pd.Series(0, group.index)).fillna(0).sum())
+    total = int(counts.fillna(0).sum())
+    text = f"{total}" if counts.notna().any() else "not reported"
+    if counts.isna().any() and counts.notna().any():
+        text += f" ({int(counts.isna().sum())} not reported)"
+    if hits:
+        text = f"CACHE HIT: {total} tokens in {hits} of {len(group)} requests"
+    return text
 
 
 def mean_with_spread(mean: float, sd: float, repeats: int) -> str:
@@ -114,8 +136,16 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
             row["memory_mb"] = f"{ok['peak_mem_mb'].max():.2f}"
             row["memory_method"] = ok["mem_method"].iloc[0]
             row["repeats"] = len(ok)
+            if _cache_hits(ok):
+                row["speed_tok_s"] += " (cache hit)"
+        row["cached_tokens"] = cache_cell(group)
         out.append(row)
     return pd.DataFrame(out).reindex(columns=SPEED_COLUMNS).fillna("")
+
+
+def _cache_hits(rows: pd.DataFrame) -> int:
+    hit = rows.get("cache_hit", pd.Series(False, rows.index)).fillna(False).astype(bool).sum()
+    return int(hit + rows.get("cache_hits", pd.Series(0, rows.index)).fillna(0).sum())
 
 
 def short_reason(reason) -> str:
@@ -145,6 +175,13 @@ def scenario_table(cells: pd.DataFrame, scenario: str, columns: list[str]) -> pd
     table.loc[table["status"] != "ok", "status"] = [
         _status_or(r, "") for _, r in table[table["status"] != "ok"].iterrows()
     ]
+    if "cached_tokens" in columns:  # a load run that hit the cache says so in its status
+        hit = rows.get("cache_hits", pd.Series(0, rows.index)).fillna(0) > 0
+        table.loc[hit, "status"] = table.loc[hit, "status"].astype(str) + " (cache hit)"
+        if "cached_tokens" in rows:
+            table["cached_tokens"] = rows["cached_tokens"].map(
+                lambda c: "not reported" if pd.isna(c) else int(c)
+            )
     return table.drop(columns="reason").fillna("")
 
 
@@ -176,6 +213,8 @@ SERVING_COLUMNS = [
     "e2el_p90_ms",
     "dispatch_delay_mean_ms",
     "goodput",
+    "cached_tokens",
+    "cache_hits",
 ]
 CLIENT_COLUMNS = [
     "client",
@@ -193,6 +232,8 @@ CLIENT_COLUMNS = [
     "itl_p99_ms",
     "e2el_mean_ms",
     "e2el_median_ms",
+    "cached_tokens",
+    "cache_hits",
 ]
 BATCH_COLUMNS = [
     "batch_size",
@@ -206,6 +247,9 @@ BATCH_COLUMNS = [
     "itl_ms",
     "peak_mem_mb",
     "mem_method",
+    "energy_j_per_output_token",
+    "cached_tokens",
+    "cache_hits",
 ]
 
 
@@ -213,32 +257,63 @@ def _fact(facts: dict, key: str):
     return (facts.get(key) or {}).get("value")
 
 
+def _scenario_docs(facts_path: str) -> dict:
+    """The scenario result files beside a cell's engine.json that exist and can be read."""
+    docs = {}
+    for path in sorted(Path(facts_path).parent.glob("*.json")):
+        if path.name == "engine.json":
+            continue
+        try:
+            doc = read_result(str(path))
+        except Exception:  # noqa: BLE001 - the scenario tables report unreadable files
+            continue
+        if doc.get("status") != "skipped":
+            docs[doc.get("scenario", path.stem)] = doc
+    return docs
+
+
 def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
-    """Per cell: time spent starting vs measuring, KV-cache capacity, weight and GPU memory as
-    the engine reports them, energy per output token."""
+    """Per cell: time spent starting vs measuring, KV-cache capacity, the memory the engine
+    reports (weights, KV pool) and its processes hold (NVML per process; the device-wide figure
+    named apart), warm-up requests, the prefix cache's state, and energy per output token of
+    each scenario with the idle part of the measuring time apart."""
     rows = []
     for path in paths:
         doc = read_result(path)
         startup = doc.get("startup") or {}
+        energy = doc.get("energy") or {}
+        cache = doc.get("prefix_cache") or {}
         row = {
             **_cell(doc["provenance"]),
             "status": doc["status"],
             "startup_s": _fact(startup, "startup_s"),
             "measure_s": doc.get("measure_s"),
             "kv_cache_tokens": _fact(startup, "kv_cache_tokens"),
+            "kv_cache_gib": _fact(startup, "kv_cache_gib")
+            or _fact(startup, "available_kv_cache_gib"),
             "max_concurrency": _fact(startup, "max_concurrency"),
             "weights_gib": _fact(startup, "weights_gib"),
-            "gpu_memory_in_use_mb": _fact(startup, "gpu_memory_in_use_mb"),
-            "energy_j": _fact(doc, "energy_j"),
+            "process_gpu_memory_mb": _fact(startup, "process_gpu_memory_mb"),
+            "device_gpu_memory_used_mb": _fact(startup, "device_gpu_memory_used_mb"),
+            "prefix_caching": cache.get("how"),
+            "energy_measuring_j": energy.get("total_j"),
+            "energy_idle_j": energy.get("idle_j"),
+            "idle_s": energy.get("idle_s"),
             "reason": short_reason(doc.get("reason")),
             "log": doc.get("log"),
         }
-        mine = cells[(cells[CELL_KEYS] == pd.Series(_cell(doc["provenance"]))).all(axis=1)]
-        out_tokens = mine.get("output_tokens", pd.Series(dtype=float)).sum()
-        if row["energy_j"] is not None and out_tokens:
-            row["energy_j_per_output_token"] = row["energy_j"] / out_tokens
+        warmups = []
+        for name, scenario in _scenario_docs(path).items():
+            e = scenario.get("energy") or {}
+            if e.get("j_per_output_token") is not None:
+                row[f"j_per_token_{name}"] = e["j_per_output_token"]
+            if scenario.get("warmup_requests") is not None:
+                warmups.append(f"{name} {scenario['warmup_requests']}")
+        row["warmup_requests"] = ", ".join(warmups)
         rows.append(row)
-    return pd.DataFrame(rows).reindex(columns=ENGINE_COLUMNS)
+    table = pd.DataFrame(rows)
+    extra = sorted(c for c in table.columns if c.startswith("j_per_token_"))
+    return table.reindex(columns=ENGINE_COLUMNS[:-2] + extra + ENGINE_COLUMNS[-2:])
 
 
 ENGINE_COLUMNS = CELL_KEYS + [
@@ -246,11 +321,16 @@ ENGINE_COLUMNS = CELL_KEYS + [
     "startup_s",
     "measure_s",
     "kv_cache_tokens",
+    "kv_cache_gib",
     "max_concurrency",
     "weights_gib",
-    "gpu_memory_in_use_mb",
-    "energy_j",
-    "energy_j_per_output_token",
+    "process_gpu_memory_mb",
+    "device_gpu_memory_used_mb",
+    "prefix_caching",
+    "warmup_requests",
+    "energy_measuring_j",
+    "energy_idle_j",
+    "idle_s",
     "reason",
     "log",
 ]
