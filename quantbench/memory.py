@@ -9,8 +9,7 @@ CUDA also: what the run holds once the last token is out (`end_mem_mb`,
 `torch.cuda.memory_allocated` then: weights, the whole KV cache, persistent workspaces such as
 cuBLAS's), with no transient in it. Decode's peak should exceed it by one layer's K for the
 whole context (the KV cache grows by `torch.cat`, which holds old and new tensors at once): that
-is the decode peak's measured excess over the published cells (README, "Measured on the lent
-H100").
+is the decode peak's measured excess over the published cells (docs/measurements.md).
 CPU: the process's peak RSS (VmHWM), reset before each measurement through
 /proc/self/clear_refs where the kernel allows it, else the lifetime peak (named so).
 """
