@@ -99,12 +99,21 @@ def test_a_duplicate_key_names_both_lines(rules):
     assert re.search(r"dup_model_name\.yaml:(\d+): duplicate key 'm' \(first at line (\d+)", msg)
 
 
+def shipped_path(name: str) -> Path:
+    """The default config, the examples, and the lent-GPU runs' overlays."""
+    for folder in ("config", "config/examples", "benchmarks/device/configs"):
+        if (ROOT / folder / name).exists():
+            return ROOT / folder / name
+    raise FileNotFoundError(name)
+
+
 SHIPPED = [
     ["config.yaml"],
     ["quant_methods.yaml"],
     ["qwen3_speed.yaml"],
     ["h100.yaml"],
-    ["h100.yaml", "h100_next.yaml"],
+    ["h100.yaml", "cachefree_load.yaml"],
+    ["h100.yaml", "h100_long.yaml", "cachefree_long.yaml"],
     ["h100.yaml", "h100_long.yaml"],
     ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
     ["h100_quant.yaml"],
@@ -114,7 +123,7 @@ SHIPPED = [
 @pytest.mark.parametrize("files", SHIPPED, ids=lambda f: "+".join(x[:-5] for x in f))
 def test_the_shipped_configs_pass(files, rules, monkeypatch):
     monkeypatch.chdir(ROOT)
-    paths = [ROOT / "config" / f for f in files]
+    paths = [shipped_path(f) for f in files]
     config = merge_configs(load_config_file(p) for p in paths)
     cells, _ = check_config(config, paths, rules)
     assert cells
@@ -125,7 +134,7 @@ def test_the_shipped_configs_pass(files, rules, monkeypatch):
 def test_the_published_grid_needs_two_gpus_per_job(rules, monkeypatch):
     # Its Qwen3-32B bf16-tp2 cell: refused under profiles/local (gpu=1), fine under Slurm.
     monkeypatch.chdir(ROOT)
-    path = ROOT / "config" / "qwen3_speed.yaml"
+    path = shipped_path("qwen3_speed.yaml")
     with pytest.raises(ConfigError, match=r"cells\[\d+\]\.tensor_parallel_size: 2 GPUs"):
         check_config(load_config_file(path), [path], rules, gpus=1)
 

@@ -163,7 +163,8 @@ def test_a_cell_adds_server_arguments_after_the_engines(config):
     "files",
     [
         ["h100.yaml"],
-        ["h100.yaml", "h100_next.yaml"],
+        ["h100.yaml", "cachefree_load.yaml"],
+        ["h100.yaml", "h100_long.yaml", "cachefree_long.yaml"],
         ["h100.yaml", "h100_long.yaml"],
         ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
         ["h100_quant.yaml"],
@@ -172,6 +173,6 @@ def test_a_cell_adds_server_arguments_after_the_engines(config):
 )
 def test_the_lent_gpu_configs_plan_without_error(files, tmp_path):
     # Each is read only on the GPU machine, where a typo costs device time: plan each here.
-    proc = dry_run([ROOT / "config" / f for f in files], tmp_path)
+    proc = dry_run([ROOT / "benchmarks" / "device" / "configs" / f for f in files], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "benchmark" in proc.stdout

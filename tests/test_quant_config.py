@@ -15,7 +15,7 @@ from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
-EXAMPLE = ROOT / "config" / "quant_methods.yaml"
+EXAMPLE = ROOT / "config" / "examples" / "quant_methods.yaml"
 # What the rule files declare (rules/quantize*.smk).
 RULES = {
     "bf16": QuantRule("bf16", "bf16"),

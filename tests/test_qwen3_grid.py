@@ -1,4 +1,4 @@
-"""config/qwen3_speed.yaml plans exactly the published Qwen3 speed cells, quickly."""
+"""config/examples/qwen3_speed.yaml plans exactly the published Qwen3 speed cells, quickly."""
 
 import time
 from pathlib import Path
@@ -9,7 +9,7 @@ from quantbench.reference import load_qwen3_speed
 from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "config" / "qwen3_speed.yaml"
+CONFIG = ROOT / "config" / "examples" / "qwen3_speed.yaml"
 
 
 def test_cells_match_the_published_table():
