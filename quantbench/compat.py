@@ -33,7 +33,7 @@ COMPAT: dict[tuple[str, str], list[str]] = {
     ("fp8", "transformers"): ["fp8"],
     ("fp8", "vllm"): ["fp8"],
     ("fp8", "sglang"): ["fp8"],
-    # awq vs awq_marlin: the L40 reference table measures both (shared/reference/).
+    # awq vs awq_marlin: the L40 reference table measures both (reference/).
     ("awq", "transformers"): ["awq"],
     ("awq", "vllm"): ["awq_marlin", "awq", "cpu_awq"],  # cpu_awq: vLLM's CPU build
     ("awq", "sglang"): ["awq_marlin", "awq"],

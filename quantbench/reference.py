@@ -27,9 +27,8 @@ _QUANT_NAMES = {
 
 
 def default_reference_dir() -> Path:
-    """``<repo>/reference`` once the repo vendors the tables, else the shared checkout's copy."""
-    vendored = _REPO / "reference"
-    return vendored if vendored.is_dir() else (_REPO / ".." / "shared" / "reference").resolve()
+    """The published tables the workflow ships (``reference/``)."""
+    return _REPO / "reference"
 
 
 def _read(name: str, reference_dir: str | Path | None) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the real workflow on the lent GPU machine (Python 3.12, torch and transformers there; no
 # registry). Snakemake travels as wheels in .device/wheels-smk (see benchmarks/device/README.md);
-# an engine staged with ../shared/tools/device-engines/stage is used when /tmp/site-ENGINE exists.
+# an engine staged as wheels (benchmarks/device/README.md) is used when /tmp/site-ENGINE exists.
 # Usage: [WORKDIR=runs/x] [ENGINE_SITE=/tmp/site-sglang] benchmarks/device/run_workflow.sh CONFIG
 # [OVERLAY.yaml...] [snakemake args...]; results land in $OUT. Later config files override keys
 # of earlier ones (Snakemake merges them; a list such as `cells:` is replaced whole). WORKDIR
