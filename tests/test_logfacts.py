@@ -1,6 +1,6 @@
 """Log-fact parsers on real seed lines (tests/data/logs/*seed*.log, copied verbatim from
-engines' start-up logs the project was given) and on lines built from the engines' format strings (*source_derived*.log,
-inline strings below). Which is which is named in each test."""
+engines' start-up logs the project was given) and on lines built from the engines' format
+strings (*source_derived*.log, inline strings below). Which is which is named in each test."""
 
 from pathlib import Path
 

@@ -58,7 +58,8 @@ def test_prefix_cache_off_and_reported_by_default():
     on = VLLMEngine({"device": "cpu", "prefix_caching": True}).launch_spec("/c", True, "none", "m")
     assert "--enable-prefix-caching" in on["cmd"] and "--no-enable-prefix-caching" not in on["cmd"]
     assert on["prefix_cache"]["prefix_caching"] is True
-    on = SGLangEngine({"device": "cuda", "prefix_caching": True}).launch_spec("/c", True, "none", "m")
+    sglang_on = SGLangEngine({"device": "cuda", "prefix_caching": True})
+    on = sglang_on.launch_spec("/c", True, "none", "m")
     assert "--disable-radix-cache" not in on["cmd"] and "--enable-cache-report" in on["cmd"]
 
 
