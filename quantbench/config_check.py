@@ -344,8 +344,8 @@ def model_context(name: str, spec: dict) -> int | None:
     """The model's max_position_embeddings where it is known at parse time (the tiny model, a
     shipped or given architecture, a local directory's config.json); None for a Hub id. Refuses
     an architecture or local directory that does not exist."""
-    from quantbench.models import TINY_ARCH, ModelSourceError, resolve_arch
     from quantbench.archs import list_archs
+    from quantbench.models import TINY_ARCH, ModelSourceError, resolve_arch
 
     source, arch = spec.get("source"), spec.get("arch")
     if source == "tiny" and not isinstance(arch, str):
@@ -360,7 +360,9 @@ def model_context(name: str, spec: dict) -> int | None:
                 f"{', '.join(list_archs())}"
             ) from None
         except (OSError, ValueError) as err:
-            raise ConfigError(f"models.{name}.arch: {arch!r} is not a readable config.json ({err})") from None
+            raise ConfigError(
+                f"models.{name}.arch: {arch!r} is not a readable config.json ({err})"
+            ) from None
     if source == "hf":
         ident = spec["id"]
         path = Path(ident)

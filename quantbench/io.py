@@ -17,6 +17,7 @@ from typing import Any
 
 from quantbench import __version__
 
+
 # The workflow's directory (data/, config/schema, rules/, reference/): the source tree this
 # package sits in, or, for an installed package, QUANTBENCH_ROOT (rules/common.smk sets it to the
 # workflow's basedir, so jobs and the Snakefile read the workflow's own files).
