@@ -12,6 +12,15 @@ microsecond per chunk counts, and the server shares its cores with the client un
 
 Tokenizer: one token per UTF-8 byte (ids 0..255) unless ``--tokenizer tokenizer.json`` is given.
 Per-request overrides in the body: ``ref_ttft_ms``, ``ref_itl_ms`` (for tests).
+
+Capacity model (``--slots N``; the `sweep` scenario's test): at most N requests run at once, the
+rest wait in a FIFO queue. A request's first token comes ``ttft`` after it is admitted to a
+slot, and each later token one decode step after the one before, where a step takes
+``step + step_per_running x running`` (running: the admitted requests at that moment, itself
+included). So its saturation throughput and the highest rate whose TPOT meets an SLO are known
+in advance (``capacity_model``). ``GET /metrics`` answers in vLLM's Prometheus names
+(vllm:num_requests_running, vllm:num_requests_waiting, vllm:kv_cache_usage_perc,
+vllm:num_preemptions_total) in every mode.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -55,6 +65,42 @@ class Config:
     fault_hang: bool = False  # accept completions, never answer
     fault_malformed_sse: bool = False  # stream events that are not JSON
     fault_kill_parent: bool = False  # SIGKILL the process that started us (the benchmark job)
+    # Capacity model (module docstring): decode slots, and the step time's two terms.
+    slots: int | None = None
+    step_s: float | None = None  # None: itl_s
+    step_per_running_s: float = 0.0
+    kv_cache_tokens: int | None = None  # KV usage = running tokens / this (else running / slots)
+
+
+def capacity_model(
+    slots: int,
+    ttft_s: float,
+    step_s: float,
+    step_per_running_s: float,
+    output_len: int,
+    slo_tpot_s: float | None = None,
+) -> dict:
+    """What the capacity model gives, analytically, for requests of `output_len` tokens.
+
+    Saturation (every slot busy): a request holds its slot for S = ttft + (L-1) x (step +
+    k x slots), so the server completes slots / S requests/s. Below saturation at a steady
+    rate λ (evenly spaced arrivals), Little's law gives the running count r = λ x S(r), with
+    S(r) = ttft + (L-1) x (step + k x r); TPOT is step + k x r. The highest rate whose TPOT
+    meets an SLO T runs r_T = (T - step) / k requests: λ_T = r_T / (ttft + (L-1) x T), as long
+    as r_T fits the slots (else requests queue and TTFT grows: λ_T is saturation's).
+    """
+    gaps = output_len - 1
+    service = ttft_s + gaps * (step_s + step_per_running_s * slots)
+    out = {
+        "saturation_request_throughput": slots / service,
+        "saturation_output_throughput": slots * output_len / service,
+        "saturation_tpot_s": step_s + step_per_running_s * slots,
+    }
+    if slo_tpot_s is not None and step_per_running_s > 0:
+        running = min((slo_tpot_s - step_s) / step_per_running_s, slots)
+        out["running_at_slo"] = running
+        out["max_rate_under_slo"] = running / (ttft_s + gaps * slo_tpot_s)
+    return out
 
 
 def _count_tokens(cfg: Config, text: str) -> list[int]:
@@ -83,6 +129,7 @@ class _Stream:
         "last",
         "n",
         "proto",
+        "prompt_tokens",
         "rid",
         "state",
         "t_first_byte",
@@ -95,6 +142,7 @@ class _Stream:
         self.proto, self.rid, self.n, self.i = proto, rid, n, 0
         self.t_first_byte, self.t_recv = t_first_byte, t_recv
         self.deadlines = [t_recv + ttft + k * itl for k in range(n)]
+        self.prompt_tokens = extra.get("prompt_tokens", 0)
         self.times: list[float] = []
         self.lags: list[float] = []
         self.chunk, self.last, self.tail, self.extra = chunk, last, tail, extra
@@ -102,6 +150,13 @@ class _Stream:
         self.state = "streaming"
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        srv = self.proto.server
+        if srv.cfg.slots:  # admitted now: the first token a prefill after this, then steps
+            srv.running += 1
+            t = perf()
+            self.extra["queued_ms"] = (t - self.t_recv) * 1e3
+            self.extra["running_at_admit"] = srv.running
+            self.deadlines = [t + self.deadlines[0] - self.t_recv]
         if self.n == 0:
             self.proto.transport.write(self.tail)
             self.finish(perf())
@@ -120,6 +175,8 @@ class _Stream:
         if last:
             self.finish(t)
         else:
+            if len(self.deadlines) == i + 1:  # capacity model: this step's time, now
+                self.deadlines.append(self.deadlines[i] + self.proto.server.step_s())
             self.handle = self.proto.loop.call_at(self.deadlines[i + 1], self.step)
 
     def finish(self, t_end: float, state: str = "done") -> None:
@@ -154,6 +211,53 @@ class _Server:
         self.max_active = 0
         self.seen_prompts: list[tuple[int, ...]] = []
         self.requests = 0
+        self.running = 0  # capacity model: requests holding a slot
+        self.waiting: deque = deque()  # capacity model: requests queued for a slot
+        self.streams: set = set()
+
+    def step_s(self) -> float:
+        """One decode step under the capacity model, at the current running count."""
+        cfg = self.cfg
+        base = cfg.itl_s if cfg.step_s is None else cfg.step_s
+        return base + cfg.step_per_running_s * self.running
+
+    def admit(self, stream, loop) -> None:
+        """Start `stream` now, or queue it while every slot is taken."""
+        if self.cfg.slots and self.running >= self.cfg.slots:
+            self.waiting.append(stream)
+        else:
+            stream.start(loop)
+
+    def released(self, stream, loop) -> None:
+        """`stream` ended: free its slot and admit the next waiting request."""
+        if not self.cfg.slots:
+            return
+        if stream in self.waiting:  # a queued request whose client went away
+            self.waiting.remove(stream)
+            return
+        self.running -= 1
+        while self.waiting and self.running < self.cfg.slots:
+            self.waiting.popleft().start(loop)
+
+    def metrics_text(self) -> str:
+        """Prometheus text in vLLM's metric names (fractions for KV usage, as vLLM reports)."""
+        cfg = self.cfg
+        running = self.running if cfg.slots else self.active
+        if cfg.kv_cache_tokens:
+            held = sum(s.prompt_tokens + len(s.times) for s in self.streams if s.handle)
+            usage = held / cfg.kv_cache_tokens
+        else:
+            usage = running / cfg.slots if cfg.slots else 0.0
+        label = f'{{model_name="{cfg.model}"}}'
+        lines = []
+        for name, kind, value in (
+            ("vllm:num_requests_running", "gauge", running),
+            ("vllm:num_requests_waiting", "gauge", len(self.waiting)),
+            ("vllm:kv_cache_usage_perc", "gauge", usage),
+            ("vllm:num_preemptions_total", "counter", 0),
+        ):
+            lines += [f"# TYPE {name.removesuffix('_total')} {kind}", f"{name}{label} {value}"]
+        return "\n".join(lines) + "\n"
 
     def cached_tokens(self, ids: list[int]) -> int:
         """Prompt tokens a prefix cache would serve: the longest prefix this prompt shares with
@@ -193,11 +297,18 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a server given its socket leaves Nagle on: a token written
+            # while the response head waits for the client's (delayed) ACK would lag ~40 ms
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc):
         s = self.stream
         if s is not None and s.handle is not None:
             s.handle.cancel()
+            s.finish(perf(), "aborted")
+        elif s is not None and s in self.server.waiting:  # never admitted to a slot
             s.finish(perf(), "aborted")
 
     def data_received(self, data: bytes) -> None:
@@ -239,6 +350,15 @@ class _Conn(asyncio.Protocol):
         cfg = self.cfg
         if path == "/health":
             return self.respond(200)
+        if path == "/metrics":
+            text = self.server.metrics_text().encode()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(text), text)
+            )
+            if self.close_after:
+                self.transport.close()
+            return None
         if path == "/v1/models":
             return self.respond(
                 200,
@@ -369,7 +489,8 @@ class _Conn(asyncio.Protocol):
             tail,
             extra,
         )
-        self.stream.start(self.loop)
+        srv.streams.add(self.stream)
+        srv.admit(self.stream, self.loop)
 
     def _respond_whole(self, chat, n, usage, finish, delay) -> None:
         text = " a" * n
@@ -391,6 +512,8 @@ class _Conn(asyncio.Protocol):
         self.stream = None
         srv = self.server
         srv.active -= 1
+        srv.streams.discard(s)
+        srv.released(s, self.loop)
         rec = s.truth(t_end)
         rec["max_active_proc"] = srv.max_active
         srv.log(rec)
@@ -475,6 +598,25 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="the N-th request reports half its prompt as cached (tests the flagging)",
     )
+    capacity = ap.add_argument_group("capacity model (module docstring; the sweep scenario's test)")
+    capacity.add_argument(
+        "--slots", type=int, default=None, help="most requests running at once; others queue"
+    )
+    capacity.add_argument(
+        "--step-ms", type=float, default=None, help="decode step at no load (default: --itl-ms)"
+    )
+    capacity.add_argument(
+        "--step-ms-per-running",
+        type=float,
+        default=0.0,
+        help="what each running request adds to a decode step",
+    )
+    capacity.add_argument(
+        "--kv-cache-tokens",
+        type=int,
+        default=None,
+        help="KV pool size for vllm:kv_cache_usage_perc (default: running / slots)",
+    )
     faults = ap.add_argument_group("faults (tests/test_faults.py)")
     faults.add_argument(
         "--fault-status",
@@ -540,6 +682,10 @@ def main(argv: list[str] | None = None) -> None:
         fault_hang=a.fault_hang,
         fault_malformed_sse=a.fault_malformed_sse,
         fault_kill_parent=a.fault_kill_parent,
+        slots=a.slots,
+        step_s=None if a.step_ms is None else a.step_ms / 1e3,
+        step_per_running_s=a.step_ms_per_running / 1e3,
+        kv_cache_tokens=a.kv_cache_tokens,
     )
     socks = _listen(a.host, a.port, a.workers)
     port = socks[0].getsockname()[1]
