@@ -179,3 +179,21 @@ def test_compare_marks_a_failed_cell(tmp_path):
     speed = table[table["metric"] == "speed tok/s"].iloc[0]
     assert speed["b"].startswith("failed: CUDA out of memory")
     assert speed["verdict"].startswith("not comparable: B failed")
+
+
+def test_a_flags_column_becomes_codes_with_a_legend(tmp_path):
+    from quantbench.report import write_table
+
+    long_flag = "post-run: " + "x" * 400
+    df = pd.DataFrame(
+        {"quantization": ["bf16", "fp8", "w4"], "score": [0.9, 0.8, 0.7]}
+        | {"flags": [long_flag, long_flag, ""]}
+    )
+    write_table(df, tmp_path / "quality", "Quality")
+    page = (tmp_path / "quality.html").read_text()
+    assert "Flag legend" in page
+    # the text is shown once, in the legend; rows carry its code (full text on hover)
+    assert page.count(f">{long_flag}<") == 1
+    assert len(re.findall(r">[A-Z]\d+</span>", page)) == 2
+    # CSV and Markdown keep the whole text
+    assert (tmp_path / "quality.csv").read_text().count(long_flag) == 2

@@ -196,6 +196,11 @@ def _panel(ax, g: pd.DataFrame, xcol: str, maximize_x: bool, xlabel: str) -> Non
         # The front of this 2-D view, so the connecting line is a real staircase in the plane.
         line = g[front].sort_values(xcol)
         ax.plot(line[xcol], line["quality_delta"], "-", color="0.6", zorder=1)
+        xspan = float(np.ptp(g[xcol].dropna())) if g[xcol].notna().any() else 0.0
+        yspan = (
+            float(np.ptp(g["quality_delta"].dropna())) if g["quality_delta"].notna().any() else 0.0
+        )
+        placed: list[tuple[float, float]] = []
         for (_, r), on_front in zip(g.iterrows(), front):
             lo, hi = r["quality_ci_low"], r["quality_ci_high"]
             yerr = None
@@ -218,10 +223,18 @@ def _panel(ax, g: pd.DataFrame, xcol: str, maximize_x: bool, xlabel: str) -> Non
             label = r["quantization"]
             if isinstance(r.get("verdict"), str) and r["verdict"] not in ("pass", "baseline"):
                 label += f" ({r['verdict']})"
+            # Points that sit close together get their labels stacked, not printed over each
+            # other (format cells often land on one spot: same speed, same quality).
+            near = sum(
+                abs(x - r[xcol]) <= 0.04 * (xspan or 1)
+                and abs(y - r["quality_delta"]) <= 0.04 * (yspan or 1)
+                for x, y in placed
+            )
+            placed.append((r[xcol], r["quality_delta"]))
             ax.annotate(
                 label,
                 (r[xcol], r["quality_delta"]),
-                xytext=(5, 5),
+                xytext=(6, 5 - 11 * near),
                 textcoords="offset points",
                 fontsize=8,
             )
