@@ -221,3 +221,77 @@ def device_lock(keys: list[str], holder: str, wait_s: float | None = None) -> It
     finally:
         for fd in fds:
             os.close(fd)  # closing releases the flock
+
+
+def job_processes() -> list[int]:
+    """The running jobs' processes, seen from Snakemake's main process: its children (a job's
+    Python, or the shell that runs it, whose children in the same process group count too)."""
+    pids = []
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            pids += [int(k) for k in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    for pid in list(pids):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() in ("bash", "sh", "dash"):
+                kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                pids += [int(k) for k in kids if os.getpgid(int(k)) == os.getpgid(pid)]
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def forward_sigint_to_jobs() -> None:
+    """Ctrl-C (or SIGINT to Snakemake's PID alone) stops the running jobs now (they stop their
+    servers), then Snakemake handles the interrupt as usual. Without this, SIGINT to
+    Snakemake's PID alone left the running job to finish."""
+
+    def forward(signum, frame):
+        for pid in job_processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, forward)
+
+
+def unwritable(results: str) -> str | None:
+    """Why `results` (or a directory in it) cannot be written, with the fix; None if it can."""
+    root = Path(results)
+    where = root if root.exists() else Path(".")
+    dirs = [where]
+    if root.exists():
+        for d, sub, _ in os.walk(root):
+            depth = len(Path(d).relative_to(root).parts)
+            sub[:] = [s for s in sub if depth < 4 and s not in ("weights", "checkpoint")]
+            dirs += [Path(d, s) for s in sub]
+    for d in dirs:
+        if not os.access(d, os.W_OK | os.X_OK):
+            why = (
+                "read-only file system"
+                if os.statvfs(d).f_flag & os.ST_RDONLY
+                else "permission denied"
+            )
+            return (
+                f"{d}/ is not writable ({why}): the sweep could not record its results. "
+                f"Make it writable (chmod -R u+w {d}, or remount it read-write) or run in "
+                f"another directory (snakemake -d DIR)."
+            )
+    return None
+
+
+def hook_dag_preparation(workflow, before) -> bool:
+    """Call `before(executing)` just before Snakemake prepares its DAG (a private method of
+    Snakemake 9's Workflow: False, and nothing hooked, where it is absent)."""
+    original = getattr(workflow, "_prepare_dag", None)
+    if original is None:
+        return False
+
+    def prepare(*args, **kwargs):
+        before(workflow.executor_plugin is not None)
+        return original(*args, **kwargs)
+
+    workflow._prepare_dag = prepare
+    return True

@@ -18,7 +18,7 @@ rule benchmark:
         engine_env
     container:
         engine_image
-    threads: all_cores
+    threads: lambda wildcards: workflow.cores  # at scheduling: --unlock needs no -c
     resources:
         gpu=gpus,
     params:

@@ -21,7 +21,7 @@ except ImportError:
 # (github(...)) uses the copies installed with the package (share/quantbench).
 _rules_dir = str(workflow.current_basedir.get_path_or_uri(secret_free=True))
 if os.path.isdir(_rules_dir):
-    os.environ["QUANTBENCH_ROOT"] = str(Path(_rules_dir).resolve().parent)
+    os.environ.update(QUANTBENCH_ROOT=str(Path(_rules_dir).resolve().parent))
 
 from quantbench.plan import ConfigError, QuantRule, cell_engine_settings, plan_cells
 
@@ -168,3 +168,93 @@ ENGINE_IMAGES = {
 
 def engine_image(wildcards):
     return ENGINE_IMAGES.get(wildcards.engine, CPU_IMAGE)
+
+
+# Run-time failures (rules/failures.smk): retry what failed, report what exists.
+from quantbench.guard import unwritable as _unwritable
+from quantbench.results import needs_retry as _needs_retry
+
+
+def planned_results(cells):
+    """Every result file the plan writes, upstream first."""
+    paths = []
+    for c in cells:
+        paths += [
+            f"{RESULTS}/models/{c.model}/model.json",
+            f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json",
+            f"{RESULTS}/serve/{c.model}/{c.quant}/{c.engine}/launch.json",
+            *cell_path("bench", "engine.json", [c]),
+            *(p for s in SCENARIOS for p in cell_path("bench", f"{s}.json", [c])),
+        ]
+        if config["evaluation"]["enabled"]:
+            paths += cell_path("eval", "quality.json", [c])
+    return list(dict.fromkeys(paths))
+
+
+def _retry_failed(dag_settings):
+    """Failed or unreadable results of the plan are forced to run again (only them, and what
+    depends on them); unsupported, skipped and not-applicable results stay."""
+    targets = set(dag_settings.targets or ())
+    if targets - {"all", "aggregate", "compare_published"}:
+        return  # explicit files: forcing others would make them targets too
+    planned = planned_results(CELLS)
+    failed = [p for p in planned if _needs_retry(p)]
+    # A result a killed job never wrote: Snakemake alone would not rebuild a missing
+    # intermediate file once the report (written by onerror) is newer.
+    missing = [p for p in planned if not os.path.exists(p)]
+    if len(missing) < len(planned):
+        failed += missing
+    if failed:
+        dag_settings.forcerun = frozenset(dag_settings.forcerun) | set(failed)
+        shown = "".join(f"\n  {p}" for p in failed[:20])
+        more = f"\n  ... and {len(failed) - 20} more" if len(failed) > 20 else ""
+        print(
+            f"quantbench: {len(failed)} failed or missing result(s) will be made again:"
+            f"{shown}{more}",
+            file=sys.stderr,
+        )
+
+
+def before_dag(executing):
+    """Just before Snakemake builds its DAG (it knows its settings only after this file is
+    parsed): refuse an unwritable results/, re-run incomplete jobs (an interrupted run leaves
+    them) and add the failed results to --forcerun."""
+    if executing:
+        problem = _unwritable(RESULTS)
+        if problem:
+            raise WorkflowError(problem)
+        workflow.dag_settings.force_incomplete = True
+    try:
+        _retry_failed(workflow.dag_settings)
+    except (AttributeError, TypeError, ValueError) as err:
+        print(f"quantbench: failed cells not scheduled again: {err}", file=sys.stderr)
+
+
+def report_what_exists():
+    """The report over whatever result files exist (a run that failed or was interrupted):
+    every planned cell appears, measured, failed or not run (with the log to read)."""
+    try:
+        from quantbench.report import build_report
+
+        bench = [p for s in SCENARIOS for p in cell_path("bench", f"{s}.json")]
+        quality = eval_inputs(None)
+        keys = ("evaluation", "models", "quantizations", "benchmark")
+        build_report(
+            bench,
+            cell_path("bench", "engine.json"),
+            quality,
+            sorted(
+                {f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json" for c in CELLS}
+            ),
+            Path(REPORT),
+            samples=[p.replace("quality.json", "samples.jsonl") for p in quality],
+            config={k: config.get(k) for k in keys},
+        )
+        print(
+            f"quantbench: the run failed; {REPORT}/ reports every planned cell "
+            "(failed and not-run cells name their log). Fix the cause and run again: only "
+            "what failed or did not run is run.",
+            file=sys.stderr,
+        )
+    except Exception as err:  # noqa: BLE001 - the run's own error comes first
+        print(f"quantbench: no report of this failed run: {err}", file=sys.stderr)

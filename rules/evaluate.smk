@@ -16,7 +16,7 @@ rule evaluate:
         eval_env
     container:
         engine_image
-    threads: all_cores
+    threads: lambda wildcards: workflow.cores  # at scheduling: --unlock needs no -c
     resources:
         gpu=gpus,
     params:
