@@ -310,11 +310,20 @@ def run_engine_client(engine, prompts, cfg: dict, progress: bool = True) -> tupl
     return [ours, theirs], [r.to_dict() for r in records], {"warmup_requests": warmups}
 
 
+def run_sweep(engine, prompts, cfg: dict, progress: bool = True) -> tuple:
+    """Rate / concurrency sweep to saturation and the highest rate under an SLO
+    (quantbench.sweep)."""
+    from quantbench.sweep import run_sweep as sweep
+
+    return sweep(engine, prompts, cfg, progress)
+
+
 SCENARIO_RUNNERS = {
     "single": run_single,
     "serving": run_serving,
     "batch": run_batch,
     "engine_client": run_engine_client,
+    "sweep": run_sweep,
 }
 
 

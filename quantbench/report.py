@@ -385,6 +385,99 @@ def plot_speed(cells: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
+# The sweep scenario's summary row per cell (quantbench/sweep.py).
+CAPACITY_COLUMNS = [
+    "status",
+    "slo",
+    "saturation_request_throughput",
+    "saturation_output_throughput",
+    "max_rate_under_slo",
+    "request_throughput_at_slo",
+    "output_throughput_at_slo",
+    "max_concurrency_under_slo",
+    "saturation_max_running",
+    "workload",
+    "input_len",
+    "output_len",
+    "points",
+    "cached_tokens",
+    "cache_hits",
+]
+
+
+def capacity_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per engine, model and quantization: the saturation throughput (requests/s, output
+    tokens/s), the highest request rate that met the SLO and its throughput, the SLO itself.
+    A cell whose sweep failed shows its status; one where no rate met the SLO says so."""
+    rows = cells[cells["scenario"] == "sweep"] if "scenario" in cells else cells.iloc[:0]
+    if "point" in rows:
+        rows = rows[rows["point"].isna() | (rows["point"] == "summary")]
+    table = scenario_table(rows, "sweep", CAPACITY_COLUMNS)
+    if len(table) and "max_rate_under_slo" in rows:
+        none_met = (rows["status"] == "ok") & rows["max_rate_under_slo"].isna()
+        none_met &= rows["slo"].fillna("none") != "none"
+        table["max_rate_under_slo"] = table["max_rate_under_slo"].astype(object)
+        table.loc[none_met.to_numpy(), "max_rate_under_slo"] = "no rate met the SLO"
+    keys = ["engine", "model", "quantization"]
+    return table[keys + CAPACITY_COLUMNS].sort_values(keys).reset_index(drop=True)
+
+
+def plot_capacity(cells: pd.DataFrame, path: Path) -> None:
+    """Throughput against latency per engine and model, one curve per quantization: output
+    tokens/s of each sweep point (x) against its p50 (solid) and p99 (dashed) TTFT and TPOT,
+    the SLO as a grey line. Written even without a sweep (a panel that says so)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep = cells[cells["scenario"] == "sweep"] if "scenario" in cells else cells.iloc[:0]
+    if "point" in sweep:
+        points = sweep[(sweep["status"] == "ok") & (sweep["point"] != "summary")]
+        points = points[points["phase"] != "concurrency"]
+        summary = sweep[sweep["point"] == "summary"]
+    else:
+        points = summary = sweep.iloc[:0]
+    groups = list(points.groupby(["engine", "model"])) if len(points) else []
+    fig, axes = plt.subplots(
+        max(1, len(groups)), 2, figsize=(12, 4.2 * max(1, len(groups))), squeeze=False
+    )
+    if not groups:
+        for ax in axes[0]:
+            ax.text(0.5, 0.5, "no sweep measured", ha="center", va="center", transform=ax.transAxes)
+    for row, ((engine, model), g) in zip(axes, groups):
+        for i, (quant, q) in enumerate(g.groupby("quantization")):
+            q = q.sort_values("output_throughput")
+            for ax, metric in zip(row, ("ttft", "tpot")):
+                for stat, style in (("median", "-"), ("p99", "--")):
+                    ax.plot(
+                        q["output_throughput"],
+                        q[f"{metric}_{stat}_ms"],
+                        style,
+                        marker="o",
+                        ms=4,
+                        color=f"C{i}",
+                        label=f"{quant} {'p50' if stat == 'median' else stat}",
+                    )
+        mine = summary[(summary["engine"] == engine) & (summary["model"] == model)]
+        for ax, metric in zip(row, ("ttft", "tpot")):
+            limit = mine.get(f"slo_{metric}_ms", pd.Series(dtype=float)).dropna()
+            if len(limit):
+                ax.axhline(float(limit.iloc[0]), color="0.5", lw=1, ls=":", label="SLO")
+            ax.set_yscale("log")
+            ax.set_xlabel("output tokens/s")
+            ax.set_ylabel(f"{metric.upper()} (ms)")
+            ax.set_title(f"{model} · {engine} · {metric.upper()}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def write_table(df: pd.DataFrame, stem: Path, title: str) -> None:
     """CSV, Markdown and HTML of one table."""
     atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
@@ -451,6 +544,12 @@ def _write_report(bench, facts, quality, quant, out: Path, samples, config) -> d
         "The project's client and the engine's own on the same server and workload",
     )
     write_table(engine_table(facts, cells), out / "engine", "Engine facts")
+    write_table(
+        capacity_table(cells),
+        out / "capacity",
+        "Serving capacity: saturation throughput and the highest rate under the SLO",
+    )
+    plot_capacity(cells, out / "capacity_curves.png")
     from quantbench.quality.report import build_quality_report
 
     # quality.* (with flags), gate.* and frontier.*: see quantbench/quality/report.py

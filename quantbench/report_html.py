@@ -24,6 +24,7 @@ TABLES = [
     ("frontier", True),
     ("quality", True),
     ("published", True),
+    ("capacity", True),
     ("serving", False),
     ("batch", False),
     ("clients", False),
@@ -33,6 +34,7 @@ TABLES = [
 PLOTS = [
     ("speed_vs_input.png", "Speed against input length (mean ± sd over repeats)"),
     ("frontier.png", "Quality / speed / memory frontier"),
+    ("capacity_curves.png", "Throughput against TTFT and TPOT (p50, p99) per quantization (sweep)"),
 ]
 FAIL = re.compile(r"^(failed|error|timeout|oom|collapse)\b", re.I)
 NOT_RUN = re.compile(r"^(unsupported|not_applicable|not applicable|skipped)\b", re.I)

@@ -41,6 +41,16 @@ rule aggregate:
             caption="../report/speed_plot.rst",
             category="Plots",
         ),
+        capacity_md=report(
+            f"{REPORT}/capacity.md",
+            caption="../report/capacity.rst",
+            category="Tables",
+        ),
+        capacity_plot=report(
+            f"{REPORT}/capacity_curves.png",
+            caption="../report/capacity_plot.rst",
+            category="Plots",
+        ),
         gate_md=report(
             f"{REPORT}/gate.md", caption="../report/gate.rst", category="Quality"
         ),

@@ -53,6 +53,7 @@ REPORT_TABLES = [
     "engine",
     "quality",
     "checkpoints",
+    "capacity",
 ]
 QUANT_RULES = {}
 

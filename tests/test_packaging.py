@@ -32,6 +32,7 @@ def test_wheel_has_every_data_file(tmp_path):
     expected |= {str(p.relative_to(ROOT)) for p in (ROOT / "quantbench").rglob("*.py")}
     expected |= {share + str(p.relative_to(ROOT)) for p in (ROOT / "data").glob("*.txt")}
     expected |= {share + str(p.relative_to(ROOT)) for p in (ROOT / "data/tasks").iterdir()}
+    expected |= {share + str(p.relative_to(ROOT)) for p in (ROOT / "data/prompts").iterdir()}
     expected |= {share + "config/schema/config.schema.yaml", share + "reference/README.md"}
     assert len(expected) > 40 and not expected - names, sorted(expected - names)
     meta = zipfile.ZipFile(wheel).read("quantbench-0.1.0.dist-info/METADATA").decode()

@@ -34,6 +34,8 @@ FRONTIER_COLUMNS = KEYS + [
     "kv_ratio",
     "pareto",
 ]
+# With a sweep measured: the highest request rate under its SLO, and its ratio to BF16's.
+CAPACITY_COLUMNS = ["capacity_under_slo", "capacity_ratio"]
 
 
 def pareto_front(
@@ -76,12 +78,14 @@ def frontier_table(
     memory_df: pd.DataFrame,
     kv_df: pd.DataFrame | None = None,
     *,
+    capacity_df: pd.DataFrame | None = None,
     task: str | None = None,
     input_len: int | None = None,
     baseline_quant: str = "bf16",
     speed_col: str = "speed_tok_s",
     memory_col: str = "peak_mem_mb",
     kv_col: str = "kv_cache_tokens",
+    capacity_col: str = "max_rate_under_slo",
 ) -> pd.DataFrame:
     """One row per (model, engine, quantization): quality delta vs BF16 with its CI, speed,
     memory and KV-cache capacity ratios vs BF16, and the Pareto flag.
@@ -93,7 +97,10 @@ def frontier_table(
     input_len, ``speed_col`` (repeats are averaged) at ``input_len`` (default: the smallest
     measured, where batch-1 decoding is memory-bound and weight quantization pays most);
     ``memory_df`` model, engine, quantization, ``memory_col`` (peak over rows; restricted to the
-    same input_len when it has that column); ``kv_df`` model, engine, quantization, ``kv_col``.
+    same input_len when it has that column); ``kv_df`` model, engine, quantization, ``kv_col``;
+    ``capacity_df`` model, engine, quantization, ``capacity_col`` (the sweep's highest rate
+    under its SLO): where any cell has one, the columns ``CAPACITY_COLUMNS`` are added and
+    capacity under the SLO (max) is one more Pareto axis.
 
     A cell whose engine has no quality row borrows the same checkpoint's quality from another
     engine (``quality_engine`` says which). The baseline's quality delta is 0 by definition.
@@ -128,6 +135,15 @@ def frontier_table(
         kv = kv.rename(columns={kv_col: "kv_cache_tokens"})
         kv["kv_ratio"] = _ratio(kv, "kv_cache_tokens", baseline_quant)
         frames.append(kv)
+    capacity = None
+    if capacity_df is not None and len(capacity_df) and capacity_col in capacity_df:
+        capacity = _ok(capacity_df).dropna(subset=[capacity_col])
+        capacity = capacity.astype({capacity_col: float}).groupby(KEYS, as_index=False)
+        capacity = capacity[capacity_col].max().rename(columns={capacity_col: CAPACITY_COLUMNS[0]})
+        capacity["capacity_ratio"] = _ratio(capacity, CAPACITY_COLUMNS[0], baseline_quant)
+        capacity = capacity if len(capacity) else None
+    if capacity is not None:
+        frames.append(capacity)
     cells = pd.concat([f[KEYS] for f in frames] + [q[KEYS]]).drop_duplicates()
     out = cells.sort_values(KEYS).reset_index(drop=True)
     for f in frames:
@@ -161,6 +177,8 @@ def frontier_table(
     out["pareto"] = False
     for _, g in out.groupby(["model", "engine"]):
         axes = {"quality_delta": "max", "speed_ratio": "max", "memory_ratio": "min"}
+        if capacity is not None:
+            axes["capacity_ratio"] = "max"
         used = {c: d for c, d in axes.items() if c in g and g[c].notna().any()}
         if used:
             out.loc[g.index, "pareto"] = pareto_front(
@@ -168,6 +186,8 @@ def frontier_table(
                 maximize=[c for c, d in used.items() if d == "max"],
                 minimize=[c for c, d in used.items() if d == "min"],
             )
+    if capacity is not None:
+        return out.reindex(columns=FRONTIER_COLUMNS[:-1] + CAPACITY_COLUMNS + ["pareto"])
     return out.reindex(columns=FRONTIER_COLUMNS)
 
 

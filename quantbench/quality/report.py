@@ -189,11 +189,16 @@ def build_quality_report(
     if engine_df is not None and len(engine_df) and "kv_cache_tokens" in engine_df:
         kv = engine_df.reindex(columns=[*KEYS, "status", "kv_cache_tokens"])
         kv = kv.astype({"kv_cache_tokens": float})
+    capacity = None  # the sweep's highest rate under its SLO, where a cell ran one
+    if "point" in cells_df and "max_rate_under_slo" in cells_df:
+        capacity = cells_df[(cells_df["scenario"] == "sweep") & (cells_df["point"] == "summary")]
+        capacity = _keyed(capacity.reindex(columns=[*KEYS, "status", "max_rate_under_slo"]))
     frontier = frontier_table(
         _keyed(gate),
         _keyed(speed),
         _keyed(speed),
         None if kv is None else _keyed(kv),
+        capacity_df=capacity,
         task=task,
         input_len=ev["frontier_input_len"],
         baseline_quant=base,
