@@ -200,6 +200,7 @@ def sglang_launch(
         cmd.append("--disable-radix-cache")
     if s.get("cache_report"):  # usage.prompt_tokens_details.cached_tokens, when above 0
         cmd.append("--enable-cache-report")
+    cmd.append("--enable-metrics")  # Prometheus /metrics, which the sweep scenario scrapes
     cmd += list(s.get("extra_args", []))
     return LaunchSpec("sglang", cmd, dict(s.get("env", {})))
 

@@ -27,7 +27,7 @@ class ServedEngine:
     in_process = False
     # SGLang's cache report leaves prompt_tokens_details out when no token was cached.
     cache_report_omits_zero = False
-    scenarios = ("single", "serving", "batch", "engine_client")
+    scenarios = ("single", "serving", "batch", "engine_client", "sweep")
     packages: tuple[str, ...] = ()
     flag_keys: frozenset = frozenset()
 
@@ -244,7 +244,8 @@ class ExternalEngine(ServedEngine):
     workflow launches and stops nothing, and reads no start-up log."""
 
     packages = ()
-    scenarios = ("single", "serving", "batch")  # no engine of ours, so no engine's own client
+    # no engine of ours, so no engine's own client
+    scenarios = ("single", "serving", "batch", "sweep")
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         return {
