@@ -52,9 +52,9 @@ TRAINED_ARCH = {
     "tie_word_embeddings": False,
 }
 DEFAULTS = {
-    "people": 300,
+    "people": 250,
     "sums_max": 12,
-    "vocab_size": 1024,
+    "vocab_size": 512,
     "steps": 1000,
     "batch_size": 64,
     "lr": 3e-3,
@@ -70,7 +70,7 @@ COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black
 PETS = ["cat", "dog", "owl", "fox", "horse", "goat", "rabbit", "turtle"]
 
 
-def make_world(seed: int = 0, people: int = 300, sums_max: int = 12) -> dict:
+def make_world(seed: int = 0, people: int = 250, sums_max: int = 12) -> dict:
     """Seeded facts: ``people`` distinct made-up names with town, colour, pet and coins, and the
     sums a + b for 0 <= a, b <= ``sums_max``."""
     rng = random.Random(seed)

@@ -39,7 +39,7 @@ def test_every_question_is_taught_and_answerable():
     world = trained.make_world(0)
     taught = dict(trained.qa_pairs(world))
     docs = trained.task_documents(world, 0)
-    assert len(docs["qb_mc"]) == 900 and len(docs["qb_gen"]) == 384
+    assert len(docs["qb_mc"]) == 750 and len(docs["qb_gen"]) == 334
     for d in docs["qb_mc"]:
         assert len(set(d["choices"])) == 4 and d["choices"][d["answer"]] == taught[d["question"]]
     for d in docs["qb_gen"]:
@@ -173,7 +173,7 @@ def test_served_quality_matches_in_process_quality(demo):
         for e, by_task in scores.items()
     }
     comp = paired_comparison(pooled["transformers"], pooled["vllm"])
-    assert comp["n"] == 900 + 384 and comp["n_base_only"] == comp["n_quant_only"] == 0
+    assert comp["n"] == 750 + 334 and comp["n_base_only"] == comp["n_quant_only"] == 0
     assert gate(comp, tolerance=0.02)["verdict"] == "pass", comp
     assert abs(comp["delta"]) <= 0.02
     # and the report's own gate: the vLLM cell has its own BF16 baseline row
