@@ -749,6 +749,7 @@ def vllm_cli(argv: list[str]) -> None:
     ap.add_argument("--port", default="8000")
     ap.add_argument("--served-model-name", default="refmodel")
     ap.add_argument("--faults-from", default=None)
+    ap.add_argument("--tensor-parallel-size", type=int, default=1)
     known, _ = ap.parse_known_args(argv)
     extra: list[str] = []
     if known.faults_from and os.path.exists(known.faults_from):
@@ -756,6 +757,9 @@ def vllm_cli(argv: list[str]) -> None:
             table = json.load(f)
         extra = [*table.get("*", []), *table.get(known.served_model_name, [])]
     args = ["--host", known.host, "--port", known.port, "--model", known.served_model_name]
+    # A tensor-parallel server is a process tree (one worker per GPU): forked workers stand in.
+    if known.tensor_parallel_size > 1:
+        args += ["--workers", str(known.tensor_parallel_size)]
     # vLLM's cache flags, as vLLM reads them: prefix caching on unless switched off.
     if "--no-enable-prefix-caching" not in argv:
         args.append("--prefix-cache")

@@ -1,14 +1,10 @@
+from pathlib import Path
+
 import pytest
 
-from quantbench.engines.launch import (
-    PORT_PLACEHOLDER,
-    SGLANG_KEYS,
-    VLLM_KEYS,
-    LaunchSpec,
-    build_launch,
-    sglang_launch,
-    vllm_launch,
-)
+from quantbench.engines.launch import PORT_PLACEHOLDER, LaunchSpec, build_launch
+from quantbench.engines.sglang.launch import SGLANG_KEYS, sglang_launch
+from quantbench.engines.vllm.launch import VLLM_KEYS, vllm_launch
 
 
 def test_vllm_awq_marlin_single_gpu():
@@ -236,3 +232,48 @@ def test_env_setting_reaches_the_server_and_rejects_non_strings(engine):
     assert not any("DEEPGEMM" in a for a in spec.cmd)
     with pytest.raises(ValueError, match="quote numbers"):
         build_launch(engine, "/m", "m", {"env": {"SGLANG_ENABLE_JIT_DEEPGEMM": 0}})
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _sglang_flags_0_5_17() -> set[str]:
+    path = Path(__file__).parent / "data" / "sglang-0.5.17-server-flags.txt"
+    return {ln for ln in path.read_text().splitlines() if ln.startswith("--")}
+
+
+def test_every_sglang_flag_we_emit_exists_in_the_staged_sglang():
+    """The flags the sglang engine builds, for every setting it takes, and the extra_args of
+    the shipped configs (the published grid's TP/EP cells, the lent-GPU overlays) are all
+    SGLang 0.5.17 server flags — the version the lent GPU runs."""
+    import yaml
+
+    from quantbench.engines import get_engine
+
+    known = _sglang_flags_0_5_17()
+    settings = {
+        "device": "cuda",
+        "dtype": "bfloat16",
+        "context_length": 140000,
+        "mem_fraction_static": 0.85,
+        "tensor_parallel_size": 8,
+        "expert_parallel_size": 2,  # as the published 235B batch run: --tp 8 --ep 2
+        "chunked_prefill": False,
+        "mixed_chunk": True,
+        "skip_tokenizer_init": True,
+        "tokenizer": "/tok",
+    }
+    engine = get_engine("sglang")(settings)
+    cmd = engine.launch_spec("/ckpt", False, "fp8", "m")["cmd"]
+    emitted = {a for a in cmd if a.startswith("--")}
+    assert {"--tp-size", "--ep-size", "--disable-radix-cache", "--enable-cache-report"} <= emitted
+    configs = [
+        ROOT / "config" / "examples" / "qwen3_speed.yaml",
+        *sorted((ROOT / "benchmarks" / "device" / "configs").glob("*.yaml")),
+    ]
+    for path in configs:
+        cfg = yaml.safe_load(path.read_text()) or {}
+        extra = ((cfg.get("engines") or {}).get("sglang") or {}).get("extra_args") or []
+        emitted |= {a for a in extra if a.startswith("--")}
+    unknown = sorted(emitted - known)
+    assert not unknown, f"not SGLang 0.5.17 server flags: {unknown}"

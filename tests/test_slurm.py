@@ -203,3 +203,46 @@ def test_a_cancelled_run_leaves_no_job_and_no_half_written_result(tmp_path):
     assert _job_state(bench_job) == "CANCELLED"  # cancelled, not left to run to its end
     bench = work / "results/bench/tiny-qwen3/bf16/transformers/single.json"
     assert not bench.exists()  # the cancelled measurement left nothing that looks finished
+
+
+def test_a_tensor_parallel_cell_gets_its_gpus_and_leaves_no_worker(tmp_path):
+    """A TP-2 cell through profiles/slurm: its benchmark job asks Slurm for the cell's two GPUs
+    (the cluster has four fake ones), the server runs as a process tree of one worker per GPU
+    (the reference server standing in for `vllm serve --tensor-parallel-size 2`: forked workers
+    on one port), and no process of it survives the job."""
+    work = copy_workflow(tmp_path)
+    shim = work / "fake-vllm"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m quantbench.refserver "$@"\n')
+    shim.chmod(0o755)
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg.pop("sweep", None)
+    cfg["models"] = {"tiny": {"source": "tiny", "seed": 0}}
+    cfg["quantizations"] = {"bf16": {"method": "bf16"}}
+    cfg["engines"] = {
+        "vllm": {"executable": "./fake-vllm", "device": "cpu", "tensor_parallel_size": 2}
+    }
+    cfg["cells"] = [{"model": "tiny", "quantization": "bf16", "engine": "vllm"}]
+    cfg["benchmark"] = {
+        "scenarios": ["single"],
+        "single": {"input_lengths": [8], "output_len": 4, "repeats": 1},
+    }
+    cfg["evaluation"] = {"enabled": False}
+    (work / "tp.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "--profile", str(PROFILE), "--configfile"]
+    cmd += ["tp.yaml", *_ci_overrides(**CLUSTER)]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=540)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    jobs = dict(SUBMITTED.findall(out))
+    (bench_job,) = [j for j, rule in jobs.items() if rule == "benchmark"]
+    show = subprocess.run(
+        ["scontrol", "show", "job", "-d", bench_job], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gres:gpu:2" in show and "JobState=COMPLETED" in show, show
+    launch = (work / "results/serve/tiny/bf16/vllm/launch.json").read_text()
+    assert '"--tensor-parallel-size",\n    "2"' in launch
+    assert "workers=2" in (work / "results/logs/server/tiny/bf16/vllm.log").read_text()
+    speed = pd.read_csv(work / "results/report/speed.csv")
+    assert speed["speed_tok_s"].astype(str).str.match(r"^\d").all(), speed
+    left = subprocess.run(["pgrep", "-f", f"refserver serve {work}"], capture_output=True)
+    assert left.stdout == b"", left.stdout

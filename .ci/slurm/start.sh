@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a single-node Slurm for CI (munged + slurmctld + slurmd, no systemd, no accounting) with
-# two partitions, cpu (default) and gpu, over the same node and one fake GPU, so the real
+# two partitions, cpu (default) and gpu, over the same node and four fake GPUs, so the real
 # profiles/slurm routes jobs unchanged. Idempotent: a running cluster with the same config is
 # left alone; otherwise the daemons are (re)started, up to 3 tries, printing logs on failure.
 # Env: SLURM_CI_DIR (state, logs; default /var/tmp/quantbench-slurm), SLURM_CI_WAIT_S (60).
