@@ -73,7 +73,7 @@ def run_single(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list,
     lengths = sorted(cfg["input_lengths"])
     out_len = cfg["output_len"]
     seed = cfg.get("seed", 0)
-    max_pos = getattr(engine, "max_positions", None)
+    max_pos = engine.max_positions
     warmups = 0
     for i in range(cfg.get("warmup", 0)):  # load kernels once; not recorded
         engine.generate(prompts.prompt(min(lengths), seed, "single-warmup", i), min(8, out_len))
@@ -294,7 +294,7 @@ def run_engine_client(engine, prompts, cfg: dict, progress: bool = True) -> tupl
     """The project's client, then the engine's own benchmark tool, on the same server with the
     same fixed-length workload: one row per client, under the same metric names. Our prompts
     are the run's own (no prefix of any other); the tool draws its own random ones."""
-    from quantbench.engines.own_client import TOOLS, Workload
+    from quantbench.engines.own_client import Workload
 
     w = Workload.from_config(cfg)
     cfg = {**asdict(w), "warmup": 1}  # the schema's defaults are the Workload's
@@ -305,7 +305,7 @@ def run_engine_client(engine, prompts, cfg: dict, progress: bool = True) -> tupl
     try:
         theirs = {**base, **engine.own_client(w), "status": OK}
     except Exception as err:  # noqa: BLE001 - the other client's failure is its row's result
-        tool = TOOLS[engine.name].name
+        tool = engine.own_client_tool.name
         theirs = {**base, "client": tool, "status": FAILED, "reason": str(err)[:1500]}
     return [ours, theirs], [r.to_dict() for r in records], {"warmup_requests": warmups}
 

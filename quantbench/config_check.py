@@ -154,7 +154,14 @@ def merge_configs(configs: Iterable[dict]) -> dict:
 
 @cache
 def load_schema(path: str = str(SCHEMA)) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """The schema file, with each engine's settings (declared by its package) in `engines`."""
+    from quantbench.engines import settings_schemas
+
+    schema = yaml.safe_load(Path(path).read_text())
+    engines = schema.get("properties", {}).get("engines")
+    if isinstance(engines, dict):
+        engines["properties"] = {**settings_schemas(), **(engines.get("properties") or {})}
+    return schema
 
 
 def _path(parts) -> str:

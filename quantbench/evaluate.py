@@ -132,7 +132,7 @@ def lm_eval_runs(
     thinking = cfg.get("enable_thinking")
     think_end = cfg.get("think_end_token")
     if base_url is None:
-        from quantbench.engines.transformers_engine import resolve_device
+        from quantbench.engines.transformers import resolve_device
 
         model_args = {
             "pretrained": checkpoint,

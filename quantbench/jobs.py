@@ -191,26 +191,6 @@ def _scenario_doc(name, status, rows, prov, **extra) -> dict:
     return {"scenario": name, "status": status, "rows": rows, **extra, "provenance": prov}
 
 
-@contextlib.contextmanager
-def _engine_session(engine, launch: dict, server_log: str):
-    """Load the model in-process, or start the server; yields start-up facts."""
-    start = time.perf_counter()
-    if engine.in_process:
-        engine.load(launch["checkpoint"], launch["weights"] == "checkpoint")
-        yield {
-            "startup_s": {
-                "value": time.perf_counter() - start,
-                "unit": "s",
-                "method": "in-process model load",
-            },
-            **engine.startup_facts(),
-        }
-        engine.close()
-    else:
-        with engine.serve(launch, server_log):
-            yield engine.startup_facts()
-
-
 def benchmark_job(smk) -> None:
     """Load the model (or start the server) once, run every scenario in sequence, one result
     file per scenario, plus the engine's start-up facts and the time spent starting vs
@@ -240,7 +220,7 @@ def benchmark_job(smk) -> None:
             quantization=w.quant,
             engine=w.engine,
             engine_version=engine.version(),
-            device=getattr(engine, "device", None),
+            device=engine.device,
             settings={
                 "engine": dict(smk.params.settings),
                 "scenarios": scenarios,
@@ -278,7 +258,7 @@ def benchmark_job(smk) -> None:
         try:
             with (
                 device_lock(device_keys(engine), f"benchmark {w.model}/{w.quant}/{w.engine}"),
-                _engine_session(engine, launch, smk.log.server) as startup,
+                engine.session(launch, smk.log.server) as startup,
             ):
                 facts["startup"] = startup
                 # A server engine lives in its own environment: its log names its version.

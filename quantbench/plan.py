@@ -7,6 +7,7 @@ import difflib
 from dataclasses import dataclass
 
 from quantbench.compat import is_compatible, kernels
+from quantbench.engines import weightless_engines
 from quantbench.io import REPO_ROOT
 
 TASK_DIR = REPO_ROOT / "data" / "tasks"
@@ -75,8 +76,9 @@ def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:
                 raise _unknown(f"quantizations.{name}: key", key, allowed)
 
 
-# Engines that build a quantized model's tensors themselves (--load-format dummy).
-WEIGHTLESS_ENGINES = frozenset({"vllm", "sglang"})
+# Engines that build a quantized model's tensors themselves (--load-format dummy): each
+# engine declares it (`weightless` on its class).
+WEIGHTLESS_ENGINES = weightless_engines()
 
 
 def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.engines.logfacts import parse_log, parse_sglang_log, parse_vllm_log, strip_ansi
+from quantbench.engines.logfacts import parse_log, strip_ansi
+from quantbench.engines.sglang.logfacts import parse_sglang_log
+from quantbench.engines.vllm.logfacts import parse_vllm_log
 
 LOGS = Path(__file__).parent / "data" / "logs"
 

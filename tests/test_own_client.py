@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.engines.own_client import (
-    Workload,
-    read_result,
-    sglang_command,
-    vllm_command,
-)
+from quantbench.engines.own_client import Workload, read_result
+from quantbench.engines.sglang.client import sglang_command
+from quantbench.engines.vllm.client import vllm_command
 
 DATA = Path(__file__).parent / "data" / "own_client"
 W = Workload(input_len=512, output_len=128, num_prompts=200, request_rate=10.0)

@@ -11,7 +11,8 @@ import pytest
 
 from quantbench.bench import run_batch, run_serving, run_single
 from quantbench.client.prompts import PromptSource, longest_shared_prefix
-from quantbench.engines.served import SGLangEngine, VLLMEngine
+from quantbench.engines.sglang import SGLangEngine
+from quantbench.engines.vllm import VLLMEngine
 from quantbench.models import build_tokenizer
 from quantbench.refserver import read_truth
 
@@ -221,7 +222,7 @@ def test_external_openai_endpoint_is_measured_not_launched(tmp_path, tokenizer):
     ]
     env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     with ManagedServer(cmd, env=env, log_path=tmp_path / "ext.log", ready_timeout_s=60) as srv:
-        from quantbench.engines.served import ExternalEngine
+        from quantbench.engines.openai import ExternalEngine
 
         engine = ExternalEngine({"base_url": srv.base_url + "/v1", "model": "ext"})
         launch = engine.launch_spec("/tok", True, "external", "ignored")

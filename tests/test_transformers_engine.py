@@ -3,7 +3,7 @@
 import json
 import time
 
-from quantbench.engines.transformers_engine import TransformersEngine
+from quantbench.engines.transformers import TransformersEngine
 from quantbench.models import make_dummy
 
 

