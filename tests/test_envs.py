@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quantbench.engines import discover
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -196,7 +198,8 @@ def third_party_imports(script: Path) -> dict[str, str]:
 
 
 RULE = re.compile(r"^rule (\w+):", re.M)
-ENGINE_ENVS = ["transformers", "vllm", "sglang", "openai"]
+# Every engine package's environment, transformers (the in-process engine) first.
+ENGINE_ENVS = ["transformers", *sorted(set(discover()) - {"transformers"})]
 
 
 def rule_envs() -> list[tuple[str, Path, Path]]:

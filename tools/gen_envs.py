@@ -15,8 +15,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# env file: (python, extras, comment). Engines' environments also run their evaluate jobs, so
-# the vllm/sglang extras carry lm-eval.
+# env file: (python, extras, comment); each engine package declares its own (engine_envs).
+# Engines' environments also run their evaluate jobs, so the vllm/sglang extras carry lm-eval.
 ENVS = {
     "transformers": ("3.11", ["transformers"],
                      "Model, serve/benchmark with the Transformers engine, aggregate, report."),
@@ -24,11 +24,25 @@ ENVS = {
     "eval": ("3.11", ["eval"], "lm-evaluation-harness for the Transformers engine's cells."),
     "gguf": ("3.11", ["gguf"], "GGUF: llama.cpp's converter and llama-quantize (built here)."),
     "gptqmodel": ("3.11", ["gptqmodel"], "GPTQModel pulls transformers 5.23: its own env."),
-    "openai": ("3.11", ["eval"], "An external OpenAI-compatible server: client and lm-eval."),
-    "vllm": ("3.12", ["vllm"], "vLLM's server (its own torch), benchmark and evaluate jobs."),
-    "sglang": ("3.12", ["sglang"], "SGLang's server (its own torch), benchmark and evaluate jobs."),
 }
 CONDA_EXTRA = {"gguf": ["cmake>=3.14", "make", "cxx-compiler"]}
+
+
+def engine_envs() -> None:
+    """Each engine package's environment (`environment` on its class: python, extras, comment
+    and conda packages), added to ENVS: an engine's env file is generated like the rest."""
+    sys.path.insert(0, str(ROOT))
+    from quantbench.engines import discover
+
+    for name, cls in discover().items():
+        if cls.environment is not None and name not in ENVS:
+            python, extras, comment, *conda = cls.environment
+            ENVS[name] = (python, list(extras), comment)
+            if conda and conda[0]:
+                CONDA_EXTRA[name] = list(conda[0])
+
+
+engine_envs()
 # The driver's Snakemake reaches every job through its script search path: not installed again.
 SKIP = {"snakemake"}
 TORCH = "torch==2.13.0"  # the CPU stack's torch (README: GPU runs use the engines' own)

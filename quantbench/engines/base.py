@@ -28,7 +28,8 @@ class Engine(ABC):
     - `weightless`: it can fill a weightless layout with random tensors (a dummy model);
     - `settings`: its config keys as JSON-schema properties (`required_settings`, and a
       `description` for the config reference), checked at parse time;
-    - `packages`: distributions whose version is the engine's version.
+    - `packages`: distributions whose version is the engine's version;
+    - `environment`: its conda environment's recipe (envs/<engine>.yaml, tools/gen_envs.py).
     """
 
     name: ClassVar[str] = ""  # set by @register_engine
@@ -41,6 +42,9 @@ class Engine(ABC):
     packages: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[dict[str, dict]] = {}
     required_settings: ClassVar[tuple[str, ...]] = ()
+    # envs/<engine>.yaml, which tools/gen_envs.py writes: (python, pyproject extras, comment,
+    # conda packages); None where a shared environment serves it (transformers).
+    environment: ClassVar[tuple | None] = None
 
     def __init__(self, settings: dict):
         self.settings = dict(settings)

@@ -45,6 +45,7 @@ class ExternalEngine(ServedEngine):
     workflow launches and stops nothing, and reads no start-up log."""
 
     description = "an already running OpenAI-compatible server; nothing is launched"
+    environment = ("3.11", ("eval",), "An external OpenAI-compatible server: client and lm-eval.")
     packages = ()
     # no engine of ours, so no engine's own client
     scenarios = ("single", "serving", "batch", "sweep")

