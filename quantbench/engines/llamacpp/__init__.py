@@ -43,11 +43,13 @@ def llamacpp_launch(
 ) -> LaunchSpec:
     s = check_settings("llamacpp", settings, KEYS)
     cmd = [exe, "--model", str(model_file), "--host", host, "--port", PORT_PLACEHOLDER]
-    cmd += ["--alias", served_model_name, "--no-webui"]
+    # Verbosity 4 prints the load facts (model buffers, KV cache) the start-up facts read; about
+    # 30 lines per request, none per token.
+    cmd += ["--alias", served_model_name, "--no-webui", "--log-verbosity", "4"]
     for key, flag in FLAGS.items():
         cmd += opt(flag, s.get(key))
-    if s.get("prefix_caching") is False:  # the prompt cache is on by default
-        cmd.append("--no-cache-prompt")
+    if s.get("prefix_caching") is False:  # the prompt cache and its host-memory copy are on
+        cmd += ["--no-cache-prompt", "--cache-ram", "0"]
     # Its cache report is always on: usage.prompt_tokens_details.cached_tokens; /metrics too.
     cmd.append("--metrics")
     cmd += list(s.get("extra_args", []))
@@ -80,7 +82,7 @@ class LlamaCppEngine(ServedEngine):
         "cache_type_k": {"type": "string"},
         "cache_type_v": {"type": "string"},
     }
-    cache_flags = ("--no-cache-prompt", "(prompt cache on: the engine's default)")
+    cache_flags = ("--no-cache-prompt --cache-ram 0", "(prompt cache on: the engine's default)")
     cache_proof = (
         "usage.prompt_tokens_details.cached_tokens of every request "
         "(llama-server reports it always)"
