@@ -13,6 +13,15 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+def load_schema() -> dict:
+    """The schema file with each engine's settings (declared by its package) in `engines`."""
+    sys.path.insert(0, str(ROOT))
+    from quantbench.config_check import load_schema as full
+
+    return full(str(SCHEMA))
+
+
 SCHEMA = ROOT / "config" / "schema" / "config.schema.yaml"
 HEAD = """# Configuration
 
@@ -212,7 +221,7 @@ def _cell(text) -> str:
 
 
 def render() -> str:
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = load_schema()
     files = [ROOT / "config" / "config.yaml", *sorted((ROOT / "config").glob("*.yaml"))]
     configs = [yaml.safe_load(f.read_text()) or {} for f in dict.fromkeys(files)]
     rows = []
