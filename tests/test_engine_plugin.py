@@ -93,3 +93,18 @@ def test_an_engine_key_is_checked_against_the_engines_settings():
     config["engines"] = {"llamacpp": {"parallel": -1}}
     with pytest.raises(ConfigError, match=r"engines\.llamacpp\.parallel: -1 is out of range"):
         check_schema(config)
+
+
+def test_every_declared_setting_reaches_the_engine():
+    """A key the schema lets through is one the engine uses: a runner key, or a flag its
+    launcher accepts (so no key passes the parse and fails at launch)."""
+    from quantbench.engines import discover
+    from quantbench.engines.llamacpp import KEYS as LLAMACPP_KEYS
+    from quantbench.engines.served import RUNNER_KEYS
+    from quantbench.engines.sglang.launch import SGLANG_KEYS
+    from quantbench.engines.vllm.launch import VLLM_KEYS
+
+    engines = discover()
+    for name, keys in (("vllm", VLLM_KEYS), ("sglang", SGLANG_KEYS), ("llamacpp", LLAMACPP_KEYS)):
+        declared = set(engines[name].settings)
+        assert declared - RUNNER_KEYS <= keys, (name, declared - RUNNER_KEYS - keys)
