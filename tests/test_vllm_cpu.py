@@ -57,7 +57,7 @@ def workflow(tmp_path: Path, quantizations: dict) -> Path:
         },
         "sweep": {"models": "all", "quantizations": "all", "engines": "all"},
         "benchmark": {
-            "scenarios": ["single", "serving", "engine_client"],
+            "scenarios": ["single", "serving", "engine_client", "sweep"],
             "single": {"input_lengths": [1, 16], "output_len": 8, "repeats": 1, "warmup": 1},
             "serving": {
                 "request_rate": 4,
@@ -71,6 +71,16 @@ def workflow(tmp_path: Path, quantizations: dict) -> Path:
                 "num_prompts": 4,
                 "input_len": 16,
                 "output_len": 8,
+            },
+            # the capacity sweep on the real server: saturation, two rates, no search
+            "sweep": {
+                "request_rates": [2, 4],
+                "num_prompts": 6,
+                "input_len": 16,
+                "output_len": 8,
+                "warmup": 1,
+                "search_iterations": 0,
+                "slo_ms": {"ttft": 60000, "tpot": 60000},
             },
         },
         "evaluation": {"enabled": False},
@@ -104,6 +114,13 @@ def test_vllm_serves_the_tiny_model_and_a_failing_cell_is_recorded(tmp_path):
         assert c["status"] == "ok", c
         assert (c["completed"], c["total_output_tokens"]) == (4, 32), c
         assert 0 < c["ttft_mean_ms"] < c["e2el_mean_ms"], c
+    sweep = json.loads((bench / "bf16/vllm/sweep.json").read_text())
+    points = [r for r in sweep["rows"] if r["point"] != "summary"]
+    assert [r["status"] for r in points] == ["ok"] * 3, points
+    # vLLM's own /metrics, scraped while the load ran: it saw requests running at saturation
+    assert points[0]["metrics_samples"] > 0 and points[0]["max_running"] >= 1, points[0]
+    (summary,) = [r for r in sweep["rows"] if r["point"] == "summary"]
+    assert summary["saturation_output_throughput"] > 0 and summary["cached_tokens"] == 0
     facts = json.loads((bench / "bf16/vllm/engine.json").read_text())
     assert facts["startup"]["kv_cache_tokens"]["value"] > 0  # parsed from vLLM's own log
     assert facts["provenance"]["engine_version"].startswith("0.")
