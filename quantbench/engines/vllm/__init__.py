@@ -4,7 +4,6 @@ client (`vllm bench serve`) and the checkpoint formats it loads."""
 from __future__ import annotations
 
 from quantbench.engines import register_engine
-from quantbench.engines.base import POSITIVE_INT
 from quantbench.engines.served import COMMON_FLAG_SETTINGS, SERVED_SETTINGS, ServedEngine
 from quantbench.engines.vllm.client import TOOL
 from quantbench.engines.vllm.launch import VLLM_KEYS, vllm_launch
@@ -24,7 +23,6 @@ class VLLMEngine(ServedEngine):
         **COMMON_FLAG_SETTINGS,
         "gpu_memory_utilization": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "cpu_kvcache_space_gib": {"type": "number", "exclusiveMinimum": 0},
-        "max_model_len": POSITIVE_INT,
     }
     compat = {
         "bf16": ("none", "fp8"),  # fp8 = on-the-fly FP8 of BF16 weights
