@@ -141,6 +141,7 @@ def test_sglang_published_qwen3_speed_benchmark_settings():
         "awq_marlin",
         "--enable-mixed-chunk",
         "--skip-tokenizer-init",
+        "--enable-metrics",  # always: the sweep scenario scrapes /metrics
     ]
 
 
@@ -178,6 +179,7 @@ def test_sglang_tp8_ep2_fp8_like_seed003():
         "-1",
         "--tokenizer-path",
         "/m/tok",
+        "--enable-metrics",
         "--trust-remote-code",
     ]
 
