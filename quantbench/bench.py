@@ -249,7 +249,8 @@ def batch_row(records: list, base: dict, memory: dict) -> dict:
         "latency_s": latency,
         "prefill_s": prefill,
         "input_throughput_tok_s": b * base["input_len"] / prefill,
-        "output_throughput_tok_s": b * out_len / (latency - prefill),
+        # None when every token after the first came in one read (a tiny model's fast decode)
+        "output_throughput_tok_s": b * out_len / (latency - prefill) if latency > prefill else None,
         "itl_ms": float(np.median(itl)) * 1000 if itl else float("nan"),
         **memory,
         **cache_fields(records),

@@ -73,7 +73,7 @@ def test_llamacpp_serves_the_tiny_models_gguf_through_the_workflow(tmp_path):
             "scenarios": ["single", "serving", "batch"],
             "single": {"input_lengths": [1, 16, 128], "output_len": 8, "repeats": 2, "warmup": 1},
             "serving": {"num_prompts": 8, "input_len": 32, "output_len": 8, "request_rate": 8},
-            "batch": {"batch_sizes": [1, 2], "input_len": 32, "output_len": 8},
+            "batch": {"batch_sizes": [1, 2], "input_len": 32, "output_len": 32},
         },
         "evaluation": {"enabled": False},
     }
