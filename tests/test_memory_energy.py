@@ -77,4 +77,5 @@ def test_engine_table_shows_process_and_device_memory_apart_and_energy_per_scena
     assert row["process_gpu_memory_mb"] == 71280.0
     assert row["device_gpu_memory_used_mb"] == 71769.6
     assert row["j_per_token_serving"] == 0.47 and row["energy_idle_j"] == 56.0
-    assert row["warmup_requests"] == "serving 8" and row["prefix_caching"] == "--disable-radix-cache"
+    assert row["warmup_requests"] == "serving 8"
+    assert row["prefix_caching"] == "--disable-radix-cache"
