@@ -171,7 +171,7 @@ def test_snakemake_runs_the_same_checks(name, tmp_path):
 
 def test_snakemake_stops_at_a_yaml_error_before_the_workflow(tmp_path):
     # Snakemake loads --configfile itself, before the Snakefile: its message names neither file
-    # nor line; --verbose prints PyYAML's (README, "Validation").
+    # nor line; --verbose prints PyYAML's (docs/configuration.md, "Validation").
     path = CORPUS / "yaml_unclosed_brace.yaml"
     proc = snakemake_n(path, tmp_path / "work", "--verbose")
     out = proc.stdout + proc.stderr
