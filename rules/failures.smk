@@ -1,6 +1,6 @@
 # Run-time failures (issue 19): a failed result is retried by the next run, a run that fails still
 # ends with a report of every planned cell, Ctrl-C stops the running job, results/ must be
-# writable before anything runs. See README, "When something fails".
+# writable before anything runs. See docs/failures.md.
 from quantbench.guard import forward_sigint_to_jobs, hook_dag_preparation
 
 if workflow.is_main_process:
