@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from quantbench.io import atomic_write_text
+from quantbench.io import atomic_write_text, save_figure
 from quantbench.results import read_result
 
 CELL_KEYS = ["model", "quantization", "engine"]
@@ -378,11 +378,10 @@ def plot_speed(cells: pd.DataFrame, path: Path) -> None:
         ax.legend(title="quantization")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 # The sweep scenario's summary row per cell (quantbench/sweep.py).
@@ -471,11 +470,10 @@ def plot_capacity(cells: pd.DataFrame, path: Path) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def write_table(df: pd.DataFrame, stem: Path, title: str) -> None:

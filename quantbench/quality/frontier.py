@@ -9,12 +9,13 @@ axis and better on one).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from quantbench.io import save_figure
 
 KEYS = ["model", "engine", "quantization"]
 FRONTIER_COLUMNS = KEYS + [
@@ -191,18 +192,6 @@ def frontier_table(
     return out.reindex(columns=FRONTIER_COLUMNS)
 
 
-def _atomic_savefig(fig, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _panel(ax, g: pd.DataFrame, xcol: str, maximize_x: bool, xlabel: str) -> None:
     g = g.dropna(subset=[xcol, "quality_delta"])
     if g.empty:
@@ -300,7 +289,7 @@ def plot_frontier(table: pd.DataFrame, path_png: str | Path, path_svg: str | Pat
             ax.set_title(title, fontsize=10)
     fig.tight_layout()
     try:
-        _atomic_savefig(fig, path_png)
-        _atomic_savefig(fig, path_svg)
+        save_figure(fig, path_png)
+        save_figure(fig, path_svg)
     finally:
         plt.close(fig)
