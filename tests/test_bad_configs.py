@@ -107,10 +107,8 @@ def shipped_path(name: str) -> Path:
     raise FileNotFoundError(name)
 
 
-SHIPPED = [
-    ["config.yaml"],
-    ["quant_methods.yaml"],
-    ["qwen3_speed.yaml"],
+# The lent-GPU runs' configs with their overlays (benchmarks/device/configs/), as they are run.
+LENT_GPU_CONFIGS = [
     ["h100.yaml"],
     ["h100.yaml", "cachefree_load.yaml"],
     ["h100.yaml", "h100_long.yaml", "cachefree_long.yaml"],
@@ -118,6 +116,7 @@ SHIPPED = [
     ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
     ["h100_quant.yaml"],
 ]
+SHIPPED = [["config.yaml"], ["quant_methods.yaml"], ["qwen3_speed.yaml"], *LENT_GPU_CONFIGS]
 
 
 @pytest.mark.parametrize("files", SHIPPED, ids=lambda f: "+".join(x[:-5] for x in f))

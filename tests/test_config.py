@@ -11,6 +11,7 @@ from snakemake.utils import validate
 from quantbench.engines.launch import build_launch
 from quantbench.plan import Cell, ConfigError, QuantRule, cell_engine_settings, plan_cells
 from tests.schema_file import full_schema_file
+from tests.test_bad_configs import LENT_GPU_CONFIGS
 from tests.test_e2e import dry_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,14 +164,7 @@ def test_a_cell_adds_server_arguments_after_the_engines(config):
 
 @pytest.mark.parametrize(
     "files",
-    [
-        ["h100.yaml"],
-        ["h100.yaml", "cachefree_load.yaml"],
-        ["h100.yaml", "h100_long.yaml", "cachefree_long.yaml"],
-        ["h100.yaml", "h100_long.yaml"],
-        ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
-        ["h100_quant.yaml"],
-    ],
+    LENT_GPU_CONFIGS,
     ids=lambda files: "+".join(f.removesuffix(".yaml") for f in files),
 )
 def test_the_lent_gpu_configs_plan_without_error(files, tmp_path):
