@@ -64,7 +64,7 @@ def test_the_corpus_has_at_least_70_bad_configs():
 
 def test_the_quant_rules_are_read_from_the_rule_files(rules):
     assert {"bf16", "llmcompressor", "gguf", "gptqmodel", "prequantized", "layout"} <= set(rules)
-    assert rules["llmcompressor"].params == {"scheme", "algorithm", "ignore"}
+    assert rules["llmcompressor"].params == {"scheme", "algorithm", "ignore", "bits", "group_size"}
     assert rules["layout"].weightless and rules["prequantized"].format is None
 
 
