@@ -20,7 +20,9 @@ SCHEMA = full_schema_file()
 RULES = {
     "bf16": QuantRule("bf16", "bf16"),
     "llmcompressor": QuantRule(
-        "llmcompressor", "compressed-tensors", frozenset({"scheme", "algorithm", "ignore"})
+        "llmcompressor",
+        "compressed-tensors",
+        frozenset({"scheme", "algorithm", "ignore", "bits", "group_size"}),
     ),
     "autoawq": QuantRule("autoawq", "awq"),
 }
@@ -60,7 +62,7 @@ def test_unknown_top_level_key_is_named(config):
 def test_bad_enum_names_allowed_values(config):
     config["models"]["tiny-qwen3"]["source"] = "tiyn"
     msg = schema_error(config)
-    assert "'tiyn' is not one of ['tiny', 'hf', 'dummy']" in msg
+    assert "'tiyn' is not one of ['tiny', 'trained', 'hf', 'dummy']" in msg
 
 
 def test_hf_model_needs_an_id(config):
