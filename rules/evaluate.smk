@@ -1,6 +1,6 @@
 # Quality with lm-evaluation-harness: same tasks, samples, seed and settings for every
 # quantization of a model. A served engine is evaluated through its own server, started by
-# this job (the benchmark job's server is gone by then; see README, "Job shape").
+# this job (the benchmark job's server is gone by then; see docs/failures.md, "Job shape").
 
 
 rule evaluate:

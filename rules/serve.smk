@@ -1,6 +1,6 @@
 # Resolve how the engine will run this cell (kernel, dtype, device or server command line).
 # The server itself is started by the benchmark job, once for all its scenarios: Snakemake
-# service jobs would run the scenarios concurrently against it (see README, "Job shape").
+# service jobs would run the scenarios concurrently against it (see docs/failures.md, "Job shape").
 
 
 rule serve:
