@@ -95,26 +95,35 @@ def llama_cpp_tree() -> Path:
     return tree
 
 
-def llama_quantize(tree: Path) -> tuple[Path, float]:
-    """The `llama-quantize` binary and the seconds spent building it now (0 if it existed)."""
-    given = os.environ.get("QUANTBENCH_LLAMA_QUANTIZE") or shutil.which("llama-quantize")
-    if given:
-        return Path(given), 0.0
-    build = tree / "build-quantbench"
-    exe = build / "bin" / "llama-quantize"
-    with _locked(cache_dir() / f"llama-quantize-{tree.name}.lock"):
+def build_llama_tool(
+    tree: Path, build_dir: str, target: str, on: tuple = (), off: tuple = ()
+) -> tuple[Path, float]:
+    """Build one llama.cpp tool (`target`) from `tree` into its own `build_dir`, once per cache
+    (a lock keeps two jobs from building it at the same time): the binary and the seconds spent
+    building it now (0 if it existed). Portable CPU code (GGML_NATIVE=OFF) so a shared cache
+    works on every node; `on` / `off` name the LLAMA_* options to set."""
+    build = tree / build_dir
+    exe = build / "bin" / target
+    with _locked(cache_dir() / f"{target}-{tree.name}.lock"):
         if exe.exists():
             return exe, 0.0
         start = time.perf_counter()
-        # Only the quantize tool and what it links (ggml, llama, llama-common); portable CPU
-        # code (GGML_NATIVE=OFF) so a shared cache works on every node.
         flags = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DBUILD_SHARED_LIBS=OFF"]
-        off = ("BUILD_TESTS", "BUILD_EXAMPLES", "BUILD_SERVER", "BUILD_APP", "OPENSSL", "CURL")
-        flags += [f"-DLLAMA_{x}=OFF" for x in off]
+        flags += [f"-DLLAMA_{x}=ON" for x in on] + [f"-DLLAMA_{x}=OFF" for x in off]
         _run(["cmake", "-S", str(tree), "-B", str(build), *flags])
         jobs = str(os.cpu_count() or 1)
-        _run(["cmake", "--build", str(build), "--target", "llama-quantize", "-j", jobs])
+        _run(["cmake", "--build", str(build), "--target", target, "-j", jobs])
         return exe, time.perf_counter() - start
+
+
+def llama_quantize(tree: Path) -> tuple[Path, float]:
+    """The `llama-quantize` binary and the seconds spent building it now (0 if it existed):
+    only the quantize tool and what it links (ggml, llama, llama-common)."""
+    given = os.environ.get("QUANTBENCH_LLAMA_QUANTIZE") or shutil.which("llama-quantize")
+    if given:
+        return Path(given), 0.0
+    off = ("BUILD_TESTS", "BUILD_EXAMPLES", "BUILD_SERVER", "BUILD_APP", "OPENSSL", "CURL")
+    return build_llama_tool(tree, "build-quantbench", "llama-quantize", off=off)
 
 
 def gguf_tensor_stats(path: Path) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 
@@ -34,30 +33,17 @@ def find_server() -> Path | None:
 
 
 def build_server() -> tuple[Path, float]:
-    """The `llama-server` binary and the seconds spent building it now (0 if it existed)."""
-    from quantbench.quant.gguf_method import _locked, _run, cache_dir, llama_cpp_tree
+    """The `llama-server` binary and the seconds spent building it now (0 if it existed): the
+    server and what it links; no web UI, HTTPS or downloads."""
+    from quantbench.quant.gguf_method import build_llama_tool, llama_cpp_tree
 
     found = find_server()
     if found:
         return found, 0.0
-    tree = llama_cpp_tree()
-    build = tree / "build-server"
-    exe = build / "bin" / "llama-server"
-    with _locked(cache_dir() / f"llama-server-{tree.name}.lock"):
-        if exe.exists():
-            return exe, 0.0
-        start = time.perf_counter()
-        # The server and what it links; portable CPU code (GGML_NATIVE=OFF) so a shared cache
-        # works on every node; no web UI, HTTPS or downloads.
-        flags = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DBUILD_SHARED_LIBS=OFF"]
-        flags += [f"-DLLAMA_{x}=ON" for x in ("BUILD_COMMON", "BUILD_TOOLS", "BUILD_SERVER")]
-        off = ("BUILD_TESTS", "BUILD_EXAMPLES", "BUILD_APP", "OPENSSL", "CURL")
-        off += ("BUILD_UI", "USE_PREBUILT_UI")
-        flags += [f"-DLLAMA_{x}=OFF" for x in off]
-        _run(["cmake", "-S", str(tree), "-B", str(build), *flags])
-        jobs = str(os.cpu_count() or 1)
-        _run(["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs])
-        return exe, time.perf_counter() - start
+    on = ("BUILD_COMMON", "BUILD_TOOLS", "BUILD_SERVER")
+    off = ("BUILD_TESTS", "BUILD_EXAMPLES", "BUILD_APP", "OPENSSL", "CURL")
+    off += ("BUILD_UI", "USE_PREBUILT_UI")
+    return build_llama_tool(llama_cpp_tree(), "build-server", "llama-server", on=on, off=off)
 
 
 if __name__ == "__main__":
