@@ -284,10 +284,9 @@ def run_batch(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list, 
 
 def _energy(start_j: float | None, output_tokens: int) -> dict:
     """Joules since `start_j` on the GPUs' counter, and per output token; empty without one."""
-    end_j = gpu.energy_j()
-    if start_j is None or end_j is None:
+    joules = gpu.joules_since(start_j)
+    if joules is None:
         return {}
-    joules = end_j - start_j
     return {"energy_j": joules, "energy_j_per_output_token": joules / max(output_tokens, 1)}
 
 

@@ -35,6 +35,12 @@ def energy_j() -> float | None:
         return None
 
 
+def joules_since(start_j: float | None) -> float | None:
+    """The energy counter's rise since a reading `start_j`; None where either reading is."""
+    end_j = energy_j()
+    return None if start_j is None or end_j is None else end_j - start_j
+
+
 def device_memory_used_mb() -> float | None:
     """Memory in use on every visible GPU, whoever holds it (other processes included)."""
     try:

@@ -149,8 +149,8 @@ def _energy_over(start_s: float, start_j: float | None, raw: list, rows: list) -
     client's tokens, which our records do not hold, from its row)."""
     from quantbench import gpu
 
-    end_j = gpu.energy_j()
-    if start_j is None or end_j is None:
+    joules = gpu.joules_since(start_j)
+    if joules is None:
         return None
     tokens = sum(r.get("output_tokens") or 0 for r in raw)
     tokens += sum(
@@ -158,7 +158,6 @@ def _energy_over(start_s: float, start_j: float | None, raw: list, rows: list) -
         for r in rows
         if r.get("client") not in (None, "quantbench")
     )
-    joules = end_j - start_j
     return {
         "joules": joules,
         "seconds": time.perf_counter() - start_s,
@@ -173,11 +172,10 @@ def _energy_split(start_j: float | None, measure_s: float, scenarios: dict) -> d
     building, gaps between scenarios) as idle, apart."""
     from quantbench import gpu
 
-    end_j = gpu.energy_j()
-    if start_j is None or end_j is None:
+    total = gpu.joules_since(start_j)
+    if total is None:
         return None
     inside = [e for e in scenarios.values() if e]
-    total = end_j - start_j
     return {
         "total_j": total,
         "scenarios_j": sum(e["joules"] for e in inside),

@@ -98,10 +98,7 @@ def cache_cell(group: pd.DataFrame) -> str:
     if "cached_tokens" not in group:
         return "not reported"
     counts = group["cached_tokens"]
-    hits = int(
-        group.get("cache_hit", pd.Series(False, group.index)).fillna(False).astype(bool).sum()
-    )
-    hits += int(group.get("cache_hits", pd.Series(0, group.index)).fillna(0).sum())
+    hits = _cache_hits(group)
     total = int(counts.fillna(0).sum())
     text = f"{total}" if counts.notna().any() else "not reported"
     if counts.isna().any() and counts.notna().any():
@@ -144,6 +141,8 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cache_hits(rows: pd.DataFrame) -> int:
+    """Requests with a cache hit: batch-1 rows flag their own (`cache_hit`), load rows count
+    theirs (`cache_hits`)."""
     hit = rows.get("cache_hit", pd.Series(False, rows.index)).fillna(False).astype(bool).sum()
     return int(hit + rows.get("cache_hits", pd.Series(0, rows.index)).fillna(0).sum())
 
