@@ -10,11 +10,18 @@ import subprocess
 from pathlib import Path
 
 
+def listed_gpus() -> int | None:
+    """How many GPUs `nvidia-smi -L` lists; None where there is no working nvidia-smi."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return None
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
 def has_gpu() -> bool:
-    return (
-        shutil.which("nvidia-smi") is not None
-        and subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode == 0
-    )
+    return listed_gpus() is not None
 
 
 def _handles():

@@ -21,10 +21,8 @@ import contextlib
 import ctypes
 import fcntl
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -159,12 +157,10 @@ def _gpu_indices() -> list[str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip()]
-    if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-        if out.returncode == 0:
-            n = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
-            return [str(i) for i in range(n)] or ["all"]
-    return ["all"]
+    from quantbench.gpu import listed_gpus
+
+    n = listed_gpus()
+    return [str(i) for i in range(n or 0)] or ["all"]
 
 
 def device_keys(engine) -> list[str]:
