@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from quantbench import gpu
 from quantbench.metrics import RequestRecord, compute_metrics, qwen_speed
+from quantbench.status import Status
 
-OK, FAILED, UNSUPPORTED, SKIPPED = "ok", "failed", "unsupported", "skipped"
 # Tokens a warm-up request generates: enough to run prefill and decode at its shape once.
 WARMUP_OUTPUT_LEN = 16
 
@@ -50,14 +50,14 @@ def record_row(record: RequestRecord, input_len: int, output_len: int) -> dict:
         "tpot_ms": m.latency["tpot_mean_ms"],
         "itl_mean_ms": m.latency["itl_mean_ms"],
         "itl_p99_ms": m.latency["itl_p99_ms"],
-        "status": OK,
+        "status": Status.OK,
     }
     # Counts are the engine's own (server usage or generate()'s output): a mismatch voids the row.
     if record.output_tokens != output_len:
-        row["status"] = FAILED
+        row["status"] = Status.FAILED
         row["reason"] = f"generated {record.output_tokens} tokens, not the {output_len} asked for"
     elif record.prompt_tokens != input_len:
-        row["status"] = FAILED
+        row["status"] = Status.FAILED
         row["reason"] = f"engine counted {record.prompt_tokens} prompt tokens, not {input_len}"
     return row
 
@@ -124,7 +124,7 @@ def _single_request(engine, prompts, cfg, input_len, rep, max_pos):
         reason = (
             f"{input_len}+{out_len} tokens exceed the model's max_position_embeddings {max_pos}"
         )
-        return {**base, "status": UNSUPPORTED, "reason": reason}, None
+        return {**base, "status": Status.UNSUPPORTED, "reason": reason}, None
     try:
         prompt = prompts.prompt(input_len, cfg.get("seed", 0), "single", input_len, rep)
         record, mem = engine.generate(prompt, out_len)
@@ -134,7 +134,7 @@ def _single_request(engine, prompts, cfg, input_len, rep, max_pos):
             engine.release()
         row = {
             **base,
-            "status": FAILED,
+            "status": Status.FAILED,
             "reason": ("OOM: " if oom else "") + f"{type(err).__name__}: {err}"[:500],
             "traceback": traceback.format_exc(limit=5),
         }
@@ -209,9 +209,9 @@ def load_row(records: list, cfg: dict, **row) -> dict:
     m = compute_metrics(records, slo_ms=cfg.get("slo_ms") or None)
     wrong = sum(r.output_tokens != cfg["output_len"] for r in records if r.ok)
     cache = cache_fields(records, cfg.get("shared_prefix_tokens") or 0)
-    row |= {**_workload(cfg), **m.as_dict(), **cache, "status": OK}
+    row |= {**_workload(cfg), **m.as_dict(), **cache, "status": Status.OK}
     if m.failed or wrong:
-        row["status"] = FAILED if m.completed == 0 else "partial"
+        row["status"] = Status.FAILED if m.completed == 0 else Status.PARTIAL
         row["reason"] = f"{m.failed} requests failed, {wrong} with a wrong output length"
     return row
 
@@ -229,7 +229,9 @@ def run_serving(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list
 def scenario_status(rows: list[dict]) -> str:
     """A scenario file's status from its rows: ok, failed, or partial."""
     statuses = {r["status"] for r in rows}
-    return OK if statuses == {OK} else (FAILED if OK not in statuses else "partial")
+    if statuses == {Status.OK}:
+        return Status.OK
+    return Status.FAILED if Status.OK not in statuses else Status.PARTIAL
 
 
 def batch_row(records: list, base: dict, memory: dict) -> dict:
@@ -238,14 +240,14 @@ def batch_row(records: list, base: dict, memory: dict) -> dict:
     bad = [r for r in records if not r.ok or r.output_tokens != out_len]
     if bad:
         reason = bad[0].error or f"{len(bad)} requests with a wrong output length"
-        return {**base, "status": FAILED, "reason": reason, **cache_fields(records)}
+        return {**base, "status": Status.FAILED, "reason": reason, **cache_fields(records)}
     send = min(r.send_time for r in records)
     prefill = max(r.token_times[0] for r in records) - send
     latency = max(r.token_times[-1] for r in records) - send
     itl = [g for r in records for g in r.itls]
     return {
         **base,
-        "status": OK,
+        "status": Status.OK,
         "latency_s": latency,
         "prefill_s": prefill,
         "input_throughput_tok_s": b * base["input_len"] / prefill,
@@ -303,10 +305,10 @@ def run_engine_client(engine, prompts, cfg: dict, progress: bool = True) -> tupl
     ours = load_row(records, cfg, scenario="engine_client", client="quantbench")
     base = {"scenario": "engine_client", **_workload(cfg)}
     try:
-        theirs = {**base, **engine.own_client(w), "status": OK}
+        theirs = {**base, **engine.own_client(w), "status": Status.OK}
     except Exception as err:  # noqa: BLE001 - the other client's failure is its row's result
         tool = engine.own_client_tool.name
-        theirs = {**base, "client": tool, "status": FAILED, "reason": str(err)[:1500]}
+        theirs = {**base, "client": tool, "status": Status.FAILED, "reason": str(err)[:1500]}
     return [ours, theirs], [r.to_dict() for r in records], {"warmup_requests": warmups}
 
 
@@ -347,14 +349,14 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
     out = []
     for input_len in sorted({r["input_len"] for r in rows}):
         group = [r for r in rows if r["input_len"] == input_len]
-        good = [r for r in group if r["status"] == OK]
+        good = [r for r in group if r["status"] == Status.OK]
         entry = {"input_len": input_len, "n_ok": len(good), "n": len(group)}
         if not good:
             entry["status"] = group[0]["status"]
             entry["reason"] = group[0].get("reason")
             out.append(entry)
             continue
-        entry["status"] = OK
+        entry["status"] = Status.OK
         cached = [r.get("cached_tokens") for r in group]
         entry["cached_tokens"] = sum(c for c in cached if c is not None)
         entry["cache_hits"] = sum(bool(r.get("cache_hit")) for r in group)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-CELL = ["model", "quantization", "engine"]
+from quantbench.status import CELL_COLUMNS, Status
+
+CELL = CELL_COLUMNS
 # scenario: (workload columns, [(metric column, label, which direction is better)])
 METRICS = {
     "single": (
@@ -64,37 +66,41 @@ COLUMNS = [
 @dataclass
 class Run:
     path: Path  # the results directory
-    cells: pd.DataFrame  # report/cells.csv: every measured row
+    requests: pd.DataFrame  # report/requests.csv: every measured request row
     quality: pd.DataFrame  # one row per (cell, task, metric, filter) with value, stderr
+
+
+# The report's request rows; reports written before the rename call it cells.csv.
+_REQUEST_FILES = ("requests.csv", "cells.csv")
 
 
 def _results_dir(path: str | Path) -> Path:
     p = Path(path)
-    if (p / "cells.csv").exists() and not (p / "report").is_dir():
+    if any((p / f).exists() for f in _REQUEST_FILES) and not (p / "report").is_dir():
         return p.parent  # a report directory was given
     return p
 
 
 def load_run(path: str | Path) -> Run:
-    """A results directory's measured rows (report/cells.csv, else re-read from bench/) and its
+    """A results directory's measured rows (report/requests.csv, else re-read from bench/) and its
     quality scores (eval/*/*/*/quality.json)."""
     from quantbench.report import load_bench, load_quality
 
     root = _results_dir(path)
-    csv = root / "report" / "cells.csv"
-    if csv.exists():
-        cells = pd.read_csv(csv)
+    csv = next((c for f in _REQUEST_FILES if (c := root / "report" / f).exists()), None)
+    if csv is not None:
+        requests = pd.read_csv(csv)
     else:
         bench = [str(p) for p in sorted(root.glob("bench/*/*/*/*.json")) if p.name != "engine.json"]
-        cells = load_bench(bench)
-    if not len(cells) and not (root / "eval").is_dir():
-        raise FileNotFoundError(f"{root}: no report/cells.csv, bench/ or eval/ results")
+        requests = load_bench(bench)
+    if not len(requests) and not (root / "eval").is_dir():
+        raise FileNotFoundError(f"{root}: no report/requests.csv, bench/ or eval/ results")
     quality = load_quality([str(p) for p in sorted(root.glob("eval/*/*/*/quality.json"))])
-    return Run(root, cells, quality)
+    return Run(root, requests, quality)
 
 
 def _stats(rows: pd.DataFrame, column: str) -> dict:
-    ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+    ok = rows[rows["status"] == Status.OK] if "status" in rows else rows
     values = pd.to_numeric(ok.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
     if values.empty:
         status = rows["status"].iloc[0] if "status" in rows and len(rows) else "missing"
@@ -102,7 +108,7 @@ def _stats(rows: pd.DataFrame, column: str) -> dict:
         text = f"{status}: {str(reason).splitlines()[0][:80]}" if pd.notna(reason) else status
         return {"n": 0, "status": text}
     sd = float(values.std()) if len(values) > 1 else math.nan
-    return {"n": len(values), "mean": float(values.mean()), "sd": sd, "status": "ok"}
+    return {"n": len(values), "mean": float(values.mean()), "sd": sd, "status": Status.OK}
 
 
 def _fmt(s: dict | None, digits: int = 2) -> str:
@@ -202,7 +208,7 @@ def _order(key: tuple, *groups: dict):
 def compare_runs(a: Run, b: Run, alpha: float = 0.05) -> pd.DataFrame:
     rows = []
     for scenario, (keys, metrics) in METRICS.items():
-        ga, gb = _groups(a.cells, scenario, keys), _groups(b.cells, scenario, keys)
+        ga, gb = _groups(a.requests, scenario, keys), _groups(b.requests, scenario, keys)
         for key in sorted(set(ga) | set(gb), key=lambda k: _order(k, ga, gb)):
             base = dict(zip(CELL, key[:3]), scenario=scenario, workload=key[3])
             for column, label, better in metrics:
@@ -227,10 +233,11 @@ def _quality(q: pd.DataFrame) -> dict:
         key = (r["model"], r["quantization"], r["engine"], r.get("task", ""), r.get("metric", ""),
                r.get("filter", "none"))
         value = r.get("value")
-        if r.get("status") == "ok" and value is not None and pd.notna(value):
+        if r.get("status") == Status.OK and value is not None and pd.notna(value):
             stderr = r.get("stderr")
             sd = float(stderr) if stderr is not None and pd.notna(stderr) else math.nan
-            out[key] = {"n": int(r.get("n") or 1), "mean": float(value), "sd": sd, "status": "ok"}
+            n = int(r.get("n") or 1)
+            out[key] = {"n": n, "mean": float(value), "sd": sd, "status": Status.OK}
         else:
             reason = str(r.get("reason") or "").splitlines()[:1]
             out[key] = {"n": 0, "status": ": ".join([str(r.get("status"))] + reason)}
@@ -240,8 +247,9 @@ def _quality(q: pd.DataFrame) -> dict:
 def _provenance(run: Run) -> str:
     parts = []
     for col in ("engine_version", "device_name"):
-        if col in run.cells:
-            parts.append(f"{col}: " + ", ".join(sorted({str(v) for v in run.cells[col].dropna()})))
+        if col in run.requests:
+            values = sorted({str(v) for v in run.requests[col].dropna()})
+            parts.append(f"{col}: " + ", ".join(values))
     return "; ".join(parts)
 
 

@@ -13,8 +13,7 @@ import traceback
 from pathlib import Path
 
 from quantbench.io import provenance, read_json, write_json
-
-FAILED, OK, NOT_APPLICABLE = "failed", "ok", "not_applicable"
+from quantbench.status import Status
 
 
 @contextlib.contextmanager
@@ -37,7 +36,7 @@ def logged(log_path: str):
 
 def _failure(err: BaseException) -> dict:
     traceback.print_exc()
-    return {"status": FAILED, "reason": f"{type(err).__name__}: {err}"[:1000]}
+    return {"status": Status.FAILED, "reason": f"{type(err).__name__}: {err}"[:1000]}
 
 
 def model_job(smk) -> None:
@@ -51,7 +50,7 @@ def model_job(smk) -> None:
         prov = provenance(model=name, quantization=None, engine=None, settings={"model": spec})
         try:
             manifest = materialize(name, spec, out.parent)
-            write_json(out, {**manifest, "status": OK, "provenance": prov})
+            write_json(out, {**manifest, "status": Status.OK, "provenance": prov})
         except Exception as err:  # noqa: BLE001
             doc = {"name": name, "source": spec.get("source"), "spec": spec, "provenance": prov}
             write_json(out, {**doc, **_failure(err)})
@@ -73,7 +72,7 @@ def quantize_job(smk, method_cls) -> None:
             settings={"quantization": spec, "calibration": dict(smk.params.calibration)},
         )
         params = {k: v for k, v in spec.items() if k not in COMMON_QUANT_KEYS}
-        if model.get("status", OK) != OK:
+        if model.get("status", Status.OK) != Status.OK:
             return write_json(
                 out,
                 {
@@ -81,7 +80,7 @@ def quantize_job(smk, method_cls) -> None:
                     "format": smk.params.format,
                     "model": model,
                     "provenance": prov,
-                    "status": FAILED,
+                    "status": Status.FAILED,
                     "reason": f"upstream: {model.get('reason')}",
                 },
             )
@@ -117,8 +116,8 @@ def serve_job(smk) -> None:
         quant = read_json(smk.input.quant)
         w = smk.wildcards
         engine = get_engine(w.engine)(dict(smk.params.settings))
-        spec = {"status": quant.get("status", OK), "reason": quant.get("reason")}
-        if spec["status"] == OK:
+        spec = {"status": quant.get("status", Status.OK), "reason": quant.get("reason")}
+        if spec["status"] == Status.OK:
             kernel = resolve_kernel(quant["format"], w.engine, smk.params.kernel)
             spec.update(
                 engine.launch_spec(
@@ -198,8 +197,6 @@ def benchmark_job(smk) -> None:
     from quantbench import gpu
     from quantbench.bench import (
         SCENARIO_RUNNERS,
-        SKIPPED,
-        UNSUPPORTED,
         failed_rows,
         scenario_status,
         summarize_rows,
@@ -226,7 +223,7 @@ def benchmark_job(smk) -> None:
             },
         )
         outputs = dict(zip(scenarios, smk.output.scenarios))
-        facts = {"provenance": prov, "status": OK}
+        facts = {"provenance": prov, "status": Status.OK}
 
         def fail(names, status: str, reason: str) -> None:
             for name in names:
@@ -236,21 +233,21 @@ def benchmark_job(smk) -> None:
         skipped = list(smk.params.skipped)
         for name in skipped:  # left out by the cell's entry: a result that says so, no rows
             reason = "not requested for this cell (cells: scenarios)"
-            write_json(outputs[name], _scenario_doc(name, SKIPPED, [], prov, reason=reason))
+            write_json(outputs[name], _scenario_doc(name, Status.SKIPPED, [], prov, reason=reason))
         scenarios = {n: c for n, c in scenarios.items() if n not in skipped}
         supported = [n for n in scenarios if n in engine.scenarios]
         fail(
             [n for n in scenarios if n not in supported],
-            UNSUPPORTED,
+            Status.UNSUPPORTED,
             f"engine {w.engine!r} runs only {list(engine.scenarios)}",
         )
         if smk.params.unsupported:  # known from the config: recorded, not attempted
-            fail(supported, UNSUPPORTED, smk.params.unsupported)
-            facts.update(status=UNSUPPORTED, reason=smk.params.unsupported)
+            fail(supported, Status.UNSUPPORTED, smk.params.unsupported)
+            facts.update(status=Status.UNSUPPORTED, reason=smk.params.unsupported)
             return write_json(smk.output.facts, facts)
-        if launch["status"] != OK:
-            fail(supported, FAILED, f"upstream: {launch['reason']}")
-            facts.update(status=FAILED, reason=launch["reason"])
+        if launch["status"] != Status.OK:
+            fail(supported, Status.FAILED, f"upstream: {launch['reason']}")
+            facts.update(status=Status.FAILED, reason=launch["reason"])
             return write_json(smk.output.facts, facts)
         start = time.perf_counter()
         try:
@@ -288,8 +285,8 @@ def benchmark_job(smk) -> None:
                         reason = _failure(err)["reason"]
                         doc = _scenario_doc(
                             name,
-                            FAILED,
-                            failed_rows(name, scenarios[name], FAILED, reason),
+                            Status.FAILED,
+                            failed_rows(name, scenarios[name], Status.FAILED, reason),
                             prov,
                             reason=reason,
                         )
@@ -299,8 +296,8 @@ def benchmark_job(smk) -> None:
                 facts["energy"] = _energy_split(energy_start, facts["measure_s"], scenario_energy)
         except Exception as err:  # noqa: BLE001 - no model or no server: every scenario fails
             reason = _failure(err)["reason"]
-            fail([n for n in supported if not Path(outputs[n]).exists()], FAILED, reason)
-            facts.update(status=FAILED, reason=reason)
+            fail([n for n in supported if not Path(outputs[n]).exists()], Status.FAILED, reason)
+            facts.update(status=Status.FAILED, reason=reason)
         facts["session_s"] = time.perf_counter() - start
         write_json(smk.output.facts, facts)
 
@@ -328,10 +325,11 @@ def evaluate_job(smk) -> None:
         )
         doc = {"provenance": prov}
         samples = Path(smk.output.samples)
-        if launch["status"] != OK:
-            doc.update(status=FAILED, reason=f"upstream: {launch['reason']}")
+        if launch["status"] != Status.OK:
+            doc.update(status=Status.FAILED, reason=f"upstream: {launch['reason']}")
         elif launch["weights"] != "checkpoint":
-            doc.update(status=NOT_APPLICABLE, reason="random weights (dummy model): no quality")
+            reason = "random weights (dummy model): no quality"
+            doc.update(status=Status.NOT_APPLICABLE, reason=reason)
         else:
             result: dict = {}
             try:
@@ -350,7 +348,7 @@ def evaluate_job(smk) -> None:
                             base_url=server.base_url,
                             model_name=launch["served_model_name"],
                         )
-                doc.update(status=OK, **result)
+                doc.update(status=Status.OK, **result)
             except Exception as err:  # noqa: BLE001
                 doc.update(result, **_failure(err))
         if not samples.exists():
@@ -381,7 +379,7 @@ def published_job(smk) -> None:
     from quantbench.report import write_table
 
     with logged(smk.log[0]):
-        cells = pd.read_csv(smk.input.cells)
+        cells = pd.read_csv(smk.input.requests)
         config = {
             "models": dict(smk.params.models),
             "quantizations": dict(smk.params.quantizations),

@@ -19,6 +19,8 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+from quantbench.status import MemorySource
+
 
 def _vm_hwm_kb() -> int | None:
     try:
@@ -33,7 +35,7 @@ def _vm_hwm_kb() -> int | None:
 class PeakMemory:
     def __init__(self, device: str):
         self.cuda = str(device).startswith("cuda")
-        self.method = "torch.cuda.max_memory_allocated" if self.cuda else "process_peak_rss"
+        self.method = MemorySource.TORCH_ALLOCATED if self.cuda else MemorySource.PROCESS_PEAK_RSS
         self._prefill_peak: int | None = None
         self._end_mb: float | None = None
 
@@ -48,9 +50,9 @@ class PeakMemory:
             return
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-            self.method = "process_peak_rss"
+            self.method = MemorySource.PROCESS_PEAK_RSS
         except OSError:
-            self.method = "process_peak_rss_lifetime"
+            self.method = MemorySource.PROCESS_PEAK_RSS_LIFETIME
 
     def mark_prefill_done(self) -> None:
         """Called when the first generated token reaches the host: keep prefill's peak and

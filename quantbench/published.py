@@ -12,6 +12,7 @@ from quantbench import archs
 from quantbench.reference import compare_with_published, load_qwen3_speed, normalise_quant
 from quantbench.report import mean_with_spread
 from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
+from quantbench.status import MemorySource, Status
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
@@ -31,7 +32,7 @@ MEMORY_FIGURES = {
 def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Mean over successful repeats of each batch-1 cell, named as the published tables name
     models and quantizations. Memory is kept only where it was measured the published way."""
-    ok = cells[(cells["scenario"] == "single") & (cells["status"] == "ok")].copy()
+    ok = cells[(cells["scenario"] == "single") & (cells["status"] == Status.OK)].copy()
     if ok.empty:
         return pd.DataFrame(columns=KEYS)
     models, quants = config["models"], config["quantizations"]
@@ -40,7 +41,7 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
         lambda q: _canonical(quants.get(q, {}).get("reference_quant", q))
     )
     ok = ok.dropna(subset=["quant"])
-    published_way = ok["mem_method"] == "torch.cuda.max_memory_allocated"
+    published_way = ok["mem_method"] == MemorySource.TORCH_ALLOCATED
     for col, ours in MEMORY_FIGURES.items():
         ok[col] = ok.get(ours, pd.Series(float("nan"), ok.index)).where(published_way)
     for col, default in (("cached_tokens", float("nan")), ("cache_hit", False)):

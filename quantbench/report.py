@@ -11,12 +11,15 @@ import pandas as pd
 
 from quantbench.io import atomic_write_text, save_figure
 from quantbench.results import read_result
+from quantbench.status import CELL_COLUMNS, CellKey, Status
 
-CELL_KEYS = ["model", "quantization", "engine"]
+CELL_KEYS = CELL_COLUMNS
+# Every measured request row of every cell (older reports named it cells.csv).
+REQUESTS_CSV = "requests.csv"
 
 
 def _cell(prov: dict) -> dict:
-    return {"model": prov["model"], "quantization": prov["quantization"], "engine": prov["engine"]}
+    return CellKey.of(prov)._asdict()
 
 
 def load_bench(paths: list[str], config: dict | None = None) -> pd.DataFrame:
@@ -25,7 +28,7 @@ def load_bench(paths: list[str], config: dict | None = None) -> pd.DataFrame:
     frames = []
     for path in paths:
         doc = read_result(path, config)
-        if doc["status"] == "skipped":  # a scenario the cell did not ask for
+        if doc["status"] == Status.SKIPPED:  # a scenario the cell did not ask for
             continue
         prov = doc["provenance"]
         extra = {
@@ -60,10 +63,10 @@ def load_quant(paths: list[str], config: dict | None = None) -> pd.DataFrame:
             "quantization": doc["provenance"]["quantization"],
             "method": doc["method"],
             "format": doc["format"],
-            "status": doc.get("status", "ok"),
+            "status": doc.get("status", Status.OK),
             "reason": doc.get("reason"),
         }
-        if row["status"] == "ok":
+        if row["status"] == Status.OK:
             row.update(
                 scheme=doc.get("scheme"),
                 weight_bits=doc.get("weight_bits"),
@@ -120,7 +123,7 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
     single = cells[cells["scenario"] == "single"]
     out = []
     for key, group in single.groupby(CELL_KEYS + ["input_len"], sort=True):
-        ok = group[group["status"] == "ok"]
+        ok = group[group["status"] == Status.OK]
         row = dict(zip(CELL_KEYS + ["input_len"], key))
         if ok.empty:
             first = group.iloc[0]
@@ -153,7 +156,7 @@ def short_reason(reason) -> str:
 
 
 def _status_or(row: pd.Series, value: str) -> str:
-    if row["status"] == "ok":
+    if row["status"] == Status.OK:
         return value
     text = f"{row['status']}: {short_reason(row.get('reason'))}"
     log = row.get("log")
@@ -171,8 +174,8 @@ def scenario_table(cells: pd.DataFrame, scenario: str, columns: list[str]) -> pd
     for col in columns:
         if pd.api.types.is_float_dtype(table[col]):
             table[col] = table[col].round(2)
-    table.loc[table["status"] != "ok", "status"] = [
-        _status_or(r, "") for _, r in table[table["status"] != "ok"].iterrows()
+    table.loc[table["status"] != Status.OK, "status"] = [
+        _status_or(r, "") for _, r in table[table["status"] != Status.OK].iterrows()
     ]
     if "cached_tokens" in columns:  # a load run that hit the cache says so in its status
         hit = rows.get("cache_hits", pd.Series(0, rows.index)).fillna(0) > 0
@@ -266,7 +269,7 @@ def _scenario_docs(facts_path: str) -> dict:
             doc = read_result(str(path))
         except Exception:  # noqa: BLE001 - the scenario tables report unreadable files
             continue
-        if doc.get("status") != "skipped":
+        if doc.get("status") != Status.SKIPPED:
             docs[doc.get("scenario", path.stem)] = doc
     return docs
 
@@ -354,7 +357,7 @@ def plot_speed(cells: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = cells[(cells["scenario"] == "single") & (cells["status"] == "ok")]
+    ok = cells[(cells["scenario"] == "single") & (cells["status"] == Status.OK)]
     groups = list(ok.groupby(["engine", "model"]))
     fig, axes = plt.subplots(
         1, max(1, len(groups)), figsize=(6 * max(1, len(groups)), 4), squeeze=False
@@ -412,7 +415,7 @@ def capacity_table(cells: pd.DataFrame) -> pd.DataFrame:
         rows = rows[rows["point"].isna() | (rows["point"] == "summary")]
     table = scenario_table(rows, "sweep", CAPACITY_COLUMNS)
     if len(table) and "max_rate_under_slo" in rows:
-        none_met = (rows["status"] == "ok") & rows["max_rate_under_slo"].isna()
+        none_met = (rows["status"] == Status.OK) & rows["max_rate_under_slo"].isna()
         none_met &= rows["slo"].fillna("none") != "none"
         table["max_rate_under_slo"] = table["max_rate_under_slo"].astype(object)
         table.loc[none_met.to_numpy(), "max_rate_under_slo"] = "no rate met the SLO"
@@ -431,7 +434,7 @@ def plot_capacity(cells: pd.DataFrame, path: Path) -> None:
 
     sweep = cells[cells["scenario"] == "sweep"] if "scenario" in cells else cells.iloc[:0]
     if "point" in sweep:
-        points = sweep[(sweep["status"] == "ok") & (sweep["point"] != "summary")]
+        points = sweep[(sweep["status"] == Status.OK) & (sweep["point"] != "summary")]
         points = points[points["phase"] != "concurrency"]
         summary = sweep[sweep["point"] == "summary"]
     else:
@@ -526,7 +529,7 @@ def build_report(
 
 def _write_report(bench, facts, quality, quant, out: Path, samples, config) -> dict:
     cells = load_bench(bench, config)
-    atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
+    atomic_write_text(out / REQUESTS_CSV, cells.to_csv(index=False))
     speed = speed_table(cells)
     write_table(speed, out / "speed", "Speed (tokens/s) and peak memory (MB), batch 1")
     write_table(

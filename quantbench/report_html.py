@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from quantbench.io import atomic_write_text
+from quantbench.status import CELL_COLUMNS, Status
 
 # (csv stem, shown open): the headline tables first, the detail tables folded.
 TABLES = [
@@ -224,7 +225,9 @@ def _read(path: Path) -> pd.DataFrame | None:
 
 
 def _summary(report: Path) -> tuple[str, str]:
-    cells = _read(report / "cells.csv")
+    cells = _read(report / "requests.csv")
+    if cells is None:  # a report written before requests.csv was named so
+        cells = _read(report / "cells.csv")
     if cells is None or cells.empty:
         return "", ""
     parts = []
@@ -234,8 +237,8 @@ def _summary(report: Path) -> tuple[str, str]:
         if col in cells:
             values = sorted({str(v) for v in cells[col].dropna()})
             parts.append(f"{label}: {esc(', '.join(values))}")
-    keys = [c for c in ("model", "quantization", "engine") if c in cells]
-    per_cell = cells.groupby(keys)["status"].apply(lambda s: (s == "ok").any())
+    keys = [c for c in CELL_COLUMNS if c in cells]
+    per_cell = cells.groupby(keys)["status"].apply(lambda s: (s == Status.OK).any())
     status = cells.get("status", pd.Series(dtype=str)).astype(str)
     cards = [
         ("cells", len(per_cell), ""),

@@ -13,11 +13,7 @@ import json
 import re
 from pathlib import Path
 
-FAILED, NOT_RUN, UNREADABLE = "failed", "not run", "unreadable"
-# Statuses that are a property of the cell, not a fault: kept, never retried.
-SETTLED = {"ok", "unsupported", "skipped", "not_applicable"}
-# A row status that means part of a measurement failed (a serving run with some requests lost).
-_FAULTY_ROWS = {FAILED, "partial"}
+from quantbench.status import FAULTY_ROWS, SETTLED, Status
 
 _KINDS = {"models": 1, "quantized": 2, "serve": 3, "bench": 3, "eval": 3}
 _LOG_DIRS = {
@@ -128,10 +124,10 @@ def failure_log(path: str | Path) -> Path | None:
     """The log that explains a failed result: the first failed or missing step's own log."""
     for step in _chain(path):
         try:
-            status = json.loads(step.read_text()).get("status", "ok")
+            status = json.loads(step.read_text()).get("status", Status.OK)
         except (OSError, ValueError, AttributeError):
             return job_log(step)
-        if status == FAILED:
+        if status == Status.FAILED:
             return job_log(step)
     return job_log(path)
 
@@ -179,7 +175,7 @@ def read_result(path: str | Path, config: dict | None = None) -> dict:
     p = Path(path)
     if not p.exists():
         reason, log = missing_reason(p)
-        doc = _placeholder(p, NOT_RUN, reason, config)
+        doc = _placeholder(p, Status.NOT_RUN, reason, config)
         if log is not None:
             doc["log"] = str(log)
         return doc
@@ -191,10 +187,10 @@ def read_result(path: str | Path, config: dict | None = None) -> dict:
             raise KeyError(f"no {[k for k in required if k not in doc]} in it")
     except (OSError, ValueError, KeyError) as err:
         reason = unreadable_reason(p, err)
-        doc = _placeholder(p, FAILED, reason, config)
+        doc = _placeholder(p, Status.FAILED, reason, config)
         doc["log"] = str(p)
         return doc
-    if doc.get("status", "ok") not in SETTLED:
+    if doc.get("status", Status.OK) not in SETTLED:
         log = failure_log(p)
         if log is not None:
             doc["log"] = str(log)
@@ -212,8 +208,8 @@ def needs_retry(path: str | Path) -> bool:
         return True
     if not isinstance(doc, dict):
         return True
-    if doc.get("status", "ok") == FAILED:
+    if doc.get("status", Status.OK) == Status.FAILED:
         return True
     return any(
-        isinstance(r, dict) and r.get("status") in _FAULTY_ROWS for r in doc.get("rows") or []
+        isinstance(r, dict) and r.get("status") in FAULTY_ROWS for r in doc.get("rows") or []
     )

@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from quantbench.bench import OK, _random_lengths, _run_load, load_row
+from quantbench.bench import _random_lengths, _run_load, load_row
 from quantbench.client.prompts import prompt_seed
 from quantbench.client.scrape import MetricsPoller, summarize_samples
+from quantbench.status import Status
 
 INF = float("inf")
 # With `duration_s`, a rate point still sends at least this many requests.
@@ -73,7 +74,7 @@ def slo_verdict(records: list, row: dict, cfg: dict) -> tuple[bool | None, float
     slo = {k: v for k, v in (cfg.get("slo_ms") or {}).items() if v is not None}
     if not slo:
         return None, None
-    if row.get("status") != OK:
+    if row.get("status") != Status.OK:
         return False, math.inf
     if cfg.get("slo_criterion", "p99") == "goodput":
         values = {
@@ -279,7 +280,7 @@ def run_sweep(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list, 
     sweep = Sweep(engine, prompts, cfg, progress)
     has_slo = any(v is not None for v in (cfg.get("slo_ms") or {}).values())
     sat = sweep.measure("saturation", INF, cfg.get("max_concurrency"))
-    sat_rate = sat.get("request_throughput") if sat["status"] == OK else None
+    sat_rate = sat.get("request_throughput") if sat["status"] == Status.OK else None
     for rate in _rate_points(cfg, sat_rate or 0.0):
         sweep.measure("auto" if cfg.get("request_rates", "auto") == "auto" else "listed", rate)
     for conc in cfg.get("concurrencies") or []:
@@ -327,7 +328,7 @@ def summary_row(rows: list[dict], cfg: dict, sat: dict, has_slo: bool) -> dict:
     summary["cached_tokens"] = sum(r.get("cached_tokens") or 0 for r in rows)
     summary["cache_hits"] = sum(r.get("cache_hits") or 0 for r in rows)
     summary["cache_unreported"] = sum(r.get("cache_unreported") or 0 for r in rows)
-    if sat["status"] != OK:
+    if sat["status"] != Status.OK:
         summary["reason"] = f"saturation run: {sat.get('reason')}"
     if not has_slo:
         return summary

@@ -13,8 +13,8 @@ rule aggregate:
         index=report(
             f"{REPORT}/index.html", caption="../report/index.rst", category="Overview"
         ),
-        cells=report(
-            f"{REPORT}/cells.csv", caption="../report/cells.rst", category="Tables"
+        requests=report(
+            f"{REPORT}/requests.csv", caption="../report/requests.rst", category="Tables"
         ),
         speed_md=report(
             f"{REPORT}/speed.md", caption="../report/speed.rst", category="Tables"
@@ -93,7 +93,7 @@ rule aggregate:
 
 rule compare_published:
     input:
-        cells=f"{REPORT}/cells.csv",
+        requests=f"{REPORT}/requests.csv",
     output:
         md=report(
             f"{REPORT}/published.md",

@@ -113,5 +113,5 @@ def test_prefix_cache_on_still_hits_nothing_and_a_planted_hit_is_flagged(workflo
     assert speed.loc[64, "cached_tokens"] == "CACHE HIT: 32 tokens in 1 of 3 requests"
     assert speed.loc[64, "speed_tok_s"].endswith("(cache hit)")
     assert speed.loc[16, "cached_tokens"] == "0" and speed.loc[256, "cached_tokens"] == "0"
-    cells = pd.read_csv(workflow / "results/report/cells.csv")
+    cells = pd.read_csv(workflow / "results/report/requests.csv")
     assert cells["cache_hit"].fillna(False).astype(bool).sum() == 1

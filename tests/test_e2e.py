@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from quantbench.status import Status
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_PARTS = [
     "Snakefile",
@@ -97,13 +99,13 @@ def test_report_has_every_cell(run):
     assert set(ok["memory_method"]) <= {"process_peak_rss", "process_peak_rss_lifetime"}
     # 5000 + 16 tokens exceed the tiny model's 4096 positions: unsupported, not an error.
     long = speed[(speed["input_len"] == 5000) & (speed["quantization"] != "w4a16-gptq")]
-    assert long["speed_tok_s"].str.startswith("unsupported").all()
+    assert long["speed_tok_s"].str.startswith(Status.UNSUPPORTED).all()
 
 
 def test_a_scenario_a_cell_leaves_out_is_skipped_not_run_or_reported(run):
     bench = run / "results/bench/tiny-qwen3"
     skipped = json.loads((bench / "bf16/transformers/batch.json").read_text())
-    assert skipped["status"] == "skipped" and skipped["rows"] == []
+    assert skipped["status"] == Status.SKIPPED and skipped["rows"] == []
     assert json.loads((bench / "fp8-dynamic/transformers/batch.json").read_text())["status"] == (
         "unsupported"
     )
@@ -113,17 +115,17 @@ def test_a_scenario_a_cell_leaves_out_is_skipped_not_run_or_reported(run):
 
 def test_failed_quantization_is_recorded_and_the_sweep_goes_on(run):
     quant = json.loads((run / "results/quantized/tiny-qwen3/w4a16-gptq/quant.json").read_text())
-    assert quant["status"] == "failed" and "calibration text" in quant["reason"]
+    assert quant["status"] == Status.FAILED and "calibration text" in quant["reason"]
     speed = pd.read_csv(run / "results/report/speed.csv")
     failed = speed[speed["quantization"] == "w4a16-gptq"]
-    assert failed["speed_tok_s"].str.startswith("failed").all()
+    assert failed["speed_tok_s"].str.startswith(Status.FAILED).all()
     quality = pd.read_csv(run / "results/report/quality.csv")
-    assert (quality[quality["quantization"] == "w4a16-gptq"]["status"] == "failed").all()
+    assert (quality[quality["quantization"] == "w4a16-gptq"]["status"] == Status.FAILED).all()
 
 
 def test_every_request_generated_exactly_n_tokens(run):
-    cells = pd.read_csv(run / "results/report/cells.csv")
-    ok = cells[cells["status"] == "ok"]
+    cells = pd.read_csv(run / "results/report/requests.csv")
+    ok = cells[cells["status"] == Status.OK]
     assert len(ok) == 2 * 2 * 2  # 2 quantizations x 2 lengths x 2 repeats
     assert (ok["output_tokens"] == 16).all()
     assert (ok["prompt_tokens"] == ok["input_len"]).all()
@@ -136,7 +138,7 @@ def test_every_request_generated_exactly_n_tokens(run):
 
 def test_quality_scores_from_lm_eval(run):
     quality = pd.read_csv(run / "results/report/quality.csv")
-    good = quality[quality["status"] == "ok"]
+    good = quality[quality["status"] == Status.OK]
     assert set(good["task"]) == {"qb_mc", "qb_gen"}
     assert (good["n"] == 6).all()
     values = good["score"].str.split(" ± ").str[0].astype(float)

@@ -16,6 +16,7 @@ from test_e2e import ROOT, WORKFLOW_PARTS, copy_workflow, snakemake
 
 from quantbench.config_check import check_schema
 from quantbench.plan import ConfigError
+from quantbench.status import Status
 
 DOC = ROOT / "docs" / "adding-an-engine.md"
 PACKAGE = "quantbench/engines/refserve/__init__.py"
@@ -69,11 +70,11 @@ def test_a_new_engine_runs_to_the_report(tmp_path):
 
     cell = work / "results/bench/tiny-qwen3/bf16/refserve"
     single = json.loads((cell / "single.json").read_text())
-    assert [r["status"] for r in single["rows"]] == ["ok", "ok"], single
+    assert [r["status"] for r in single["rows"]] == [Status.OK, Status.OK], single
     assert all(r["cached_tokens"] == 0 for r in single["records"])  # reported, and none
     for name in ("serving", "batch"):
         doc = json.loads((cell / f"{name}.json").read_text())
-        assert doc["status"] == "ok", doc
+        assert doc["status"] == Status.OK, doc
     launch = json.loads((work / "results/serve/tiny-qwen3/bf16/refserve/launch.json").read_text())
     assert launch["cmd"][1:3] == ["-m", "quantbench.refserver"]
     assert launch["prefix_cache"]["prefix_caching"] is False

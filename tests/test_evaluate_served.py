@@ -15,6 +15,7 @@ from test_e2e import copy_workflow, snakemake
 from test_vllm_cpu import VLLM
 
 from quantbench.evaluate import lm_eval_runs
+from quantbench.status import Status
 
 TYPES = {"qb_mc": "multiple_choice", "qb_gen": "generate_until"}
 CFG = {"tasks": ["qb_mc", "qb_gen"], "seed": 1, "num_concurrent": 2, "max_retries": 1}
@@ -78,7 +79,7 @@ def test_vllm_served_evaluation(tmp_path):
 
     cell = work / "results/eval/tiny-qwen3/bf16"
     doc = json.loads((cell / "vllm/quality.json").read_text())
-    assert doc["status"] == "ok", doc.get("reason")
+    assert doc["status"] == Status.OK, doc.get("reason")
     assert [r["model"] for r in doc["runs"]] == [
         "quantbench-chat-completions-ll",
         "local-chat-completions",

@@ -27,6 +27,7 @@ import yaml
 from test_e2e import copy_workflow
 
 from quantbench.report import build_report
+from quantbench.status import Status
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process checks read /proc")
 
@@ -231,13 +232,14 @@ def test_fault_matrix_in_one_sweep(prepared, tmp_path):
 
     speed = run.speed()
     assert float(speed["q-ok/vllm"]) > 0
-    assert speed["q-500/vllm"].startswith("failed") and "500" in speed["q-500/vllm"]
-    assert speed["q-hang/vllm"].startswith("failed") and "timeout" in speed["q-hang/vllm"]
-    assert speed["q-sse/vllm"].startswith("failed")
+    assert speed["q-500/vllm"].startswith(Status.FAILED) and "500" in speed["q-500/vllm"]
+    assert speed["q-hang/vllm"].startswith(Status.FAILED) and "timeout" in speed["q-hang/vllm"]
+    assert speed["q-sse/vllm"].startswith(Status.FAILED)
     assert "not from the server we started" in speed["q-port/vllm"]
     assert speed["q-kill/vllm"].startswith("not run: the benchmark job died")
     assert "log: results/logs/benchmark/tiny/q-kill/vllm.log" in speed["q-kill/vllm"]
-    assert speed["q-full/vllm"].startswith("not run") and "No space left" in speed["q-full/vllm"]
+    full = speed["q-full/vllm"]
+    assert full.startswith(Status.NOT_RUN) and "No space left" in full
     assert "does not answer" in speed["q-ok/openai"]
     log = (work / "results/logs/benchmark/tiny/q-full/vllm.log").read_text()
     assert "Traceback" in log and "No space left on device" in log  # the job's own traceback
@@ -311,7 +313,7 @@ def test_interrupts_stop_everything_and_the_rerun_measures_the_cell(prepared, tm
         # stopped, not finished: the request alone would take a minute
         assert time.monotonic() - t < 20, how
         if how.startswith("SIGINT"):
-            assert run.speed()["q-ok/vllm"].startswith("not run"), how
+            assert run.speed()["q-ok/vllm"].startswith(Status.NOT_RUN), how
     # The documented recovery after a killed Snakemake; the bookkeeping commands need no -c.
     for args in (["--unlock"], ["--summary"], ["--list-changes", "params"]):
         proc = run.snakemake(*args, cores=False, timeout=120)
@@ -365,6 +367,6 @@ def test_report_names_an_unreadable_file_and_keeps_the_old_report(tmp_path):
     assert text.startswith("failed: results/bench/m/q/vllm/single.json is not valid JSON")
     assert "rerun to measure it again, or delete it" in text
     engine = pd.read_csv(out / "engine.csv", dtype=str)
-    assert engine.loc[0, "status"] == "not run"
+    assert engine.loc[0, "status"] == Status.NOT_RUN
     assert (out / "published.md").read_text() == "kept"  # other rules' files stay
     assert not list(Path("results").glob(".report.*"))  # the staging directory is gone

@@ -16,6 +16,7 @@ import yaml
 
 from quantbench.engines.llamacpp.build import find_server
 from quantbench.engines.llamacpp.logfacts import parse_llamacpp_log
+from quantbench.status import Status
 from tests.test_e2e import copy_workflow, snakemake
 
 DATA = Path(__file__).parent / "data" / "llamacpp"
@@ -83,13 +84,13 @@ def test_llamacpp_serves_the_tiny_models_gguf_through_the_workflow(tmp_path):
 
     cell = work / "results/bench/tiny-qwen3/gguf-q8_0/llamacpp"
     single = json.loads((cell / "single.json").read_text())
-    assert [r["status"] for r in single["rows"]] == ["ok"] * 6, single["rows"]  # 3 x 2 repeats
+    assert [r["status"] for r in single["rows"]] == [Status.OK] * 6, single["rows"]  # 3 x 2 repeats
     assert [r["prompt_tokens"] for r in single["rows"]] == [1, 1, 16, 16, 128, 128]
     # Cache-free, and proven: every request reports its cached prompt tokens, all 0.
     assert {r["cached_tokens"] for r in single["records"]} == {0}
     for name in ("serving", "batch"):
         doc = json.loads((cell / f"{name}.json").read_text())
-        assert doc["status"] == "ok", doc
+        assert doc["status"] == Status.OK, doc
         assert {r["cached_tokens"] for r in doc["records"]} == {0}
     facts = json.loads((cell / "engine.json").read_text())["startup"]
     assert facts["kv_cache_tokens"]["value"] == 1024 and facts["weights_gib"]["value"] > 0

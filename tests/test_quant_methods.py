@@ -24,6 +24,7 @@ from quantbench.quant import run_quantization
 from quantbench.quant.gguf_method import GGUF, LLAMA_CPP_PYTHON, cache_dir
 from quantbench.quant.llmcompressor_method import LLMCompressor
 from quantbench.quant.prequantized import Prequantized
+from quantbench.status import Status
 
 ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION = {"dataset": "data/corpus.txt", "num_samples": 8, "seq_len": 128, "seed": 0}
@@ -111,7 +112,7 @@ def test_method_writes_a_loadable_quantized_checkpoint(
 
     manifest = quantize(tiny, tmp_path, name, cls, params, fmt)
     on_disk = json.loads((tmp_path / name / "quant.json").read_text())
-    assert on_disk["status"] == "ok" and on_disk["format"] == fmt
+    assert on_disk["status"] == Status.OK and on_disk["format"] == fmt
     for key in ("scheme", "weight_bits", "size_bytes", "bf16_size_bytes", "quantize_seconds"):
         assert on_disk[key] is not None, key
     assert on_disk["compression_ratio"] > 1.05, "no smaller than BF16: nothing was quantized"

@@ -9,6 +9,8 @@ import pandas as pd
 import yaml
 from test_e2e import ROOT, copy_workflow, snakemake
 
+from quantbench.status import Status
+
 DOC = ROOT / "docs" / "adding-a-quant.md"
 
 
@@ -34,7 +36,7 @@ def test_a_new_quant_rule_runs_to_the_report(tmp_path):
     snakemake(work, "--configfile", "test.yaml", timeout=300)
 
     quant = json.loads((work / "results/quantized/tiny-qwen3/w8-rtn/quant.json").read_text())
-    assert quant["status"] == "ok" and quant["method"] == "int8rtn", quant.get("reason")
+    assert quant["status"] == Status.OK and quant["method"] == "int8rtn", quant.get("reason")
     ck = pd.read_csv(work / "results/report/checkpoints.csv").set_index("quantization")
     assert ck.loc["w8-rtn", "method"] == "int8rtn"
     assert ck.loc["w8-rtn", "weight_bits"] == 8

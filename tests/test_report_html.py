@@ -52,7 +52,7 @@ def report(tmp_path) -> Path:
     out = tmp_path / "results" / "report"
     out.mkdir(parents=True)
     _cells({"bf16": [100.0, 102.0, 101.0], "w4a16": [None, None]}).to_csv(
-        out / "cells.csv", index=False)
+        out / "requests.csv", index=False)
     pd.DataFrame([
         {"engine": "transformers", "model": "m", "input_len": 256, "quantization": "bf16",
          "speed_tok_s": "101.00 ± 1.00", "memory_mb": 602.0, "repeats": 3},
@@ -148,7 +148,7 @@ def test_compare_calls_noise_and_differences(tmp_path):
         out.mkdir(parents=True)
         cells = _cells({"bf16": bf16, "fp8": [150.0, 151.0] if name == "b" else [120.0, 121.0]},
                        mem)
-        cells.to_csv(out / "cells.csv", index=False)
+        cells.to_csv(out / "requests.csv", index=False)
         q = tmp_path / name / "eval/m/bf16/transformers"
         q.mkdir(parents=True)
         score = {"task": "qb_mc", "metric": "acc", "filter": "none", "n": 100,
@@ -171,10 +171,11 @@ def test_compare_calls_noise_and_differences(tmp_path):
 
 
 def test_compare_marks_a_failed_cell(tmp_path):
-    for name, w4 in (("a", [90.0, 91.0]), ("b", [None, None])):
+    # run a is a report written before the request rows were named requests.csv: still read
+    for name, w4, csv in (("a", [90.0, 91.0], "cells.csv"), ("b", [None, None], "requests.csv")):
         out = tmp_path / name / "report"
         out.mkdir(parents=True)
-        _cells({"w4a16": w4}).to_csv(out / "cells.csv", index=False)
+        _cells({"w4a16": w4}).to_csv(out / csv, index=False)
     table = compare_runs(load_run(tmp_path / "a"), load_run(tmp_path / "b"))
     speed = table[table["metric"] == "speed tok/s"].iloc[0]
     assert speed["b"].startswith("failed: CUDA out of memory")

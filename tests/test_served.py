@@ -15,6 +15,7 @@ from quantbench.engines.sglang import SGLangEngine
 from quantbench.engines.vllm import VLLMEngine
 from quantbench.models import build_tokenizer
 from quantbench.refserver import read_truth
+from quantbench.status import Status
 
 
 def test_dummy_weights_and_kernel_flags():
@@ -158,7 +159,7 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
             progress=False,
         )
     assert facts["startup_s"]["value"] > 0
-    assert [r["status"] for r in single] == ["ok"] * 4
+    assert [r["status"] for r in single] == [Status.OK] * 4
     # the server's own usage counts confirm exact prompt and output lengths
     assert {(r["input_len"], r["prompt_tokens"], r["output_tokens"]) for r in single} == {
         (1, 1, 12),
@@ -169,9 +170,9 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
     assert len(raw) == 4 and all(len(r["token_times"]) == 12 for r in raw)
     assert logged == single
     (row,) = serving
-    assert row["status"] == "ok" and row["completed"] == 12 and row["failed"] == 0
+    assert row["status"] == Status.OK and row["completed"] == 12 and row["failed"] == 0
     assert row["total_output_tokens"] == 12 * 8
-    assert [b["status"] for b in batch] == ["ok", "ok"]
+    assert [b["status"] for b in batch] == [Status.OK, Status.OK]
     assert batch[1]["input_throughput_tok_s"] > 0 and batch[1]["latency_s"] > batch[1]["prefill_s"]
     with pytest.raises(ProcessLookupError):  # the whole process group is gone
         os.killpg(pgid, 0)
@@ -235,5 +236,5 @@ def test_external_openai_endpoint_is_measured_not_launched(tmp_path, tokenizer):
                 progress=False,
             )
         assert srv.proc.poll() is None  # the workflow stopped nothing
-    assert rows[0]["status"] == "ok" and rows[0]["output_tokens"] == 5
+    assert rows[0]["status"] == Status.OK and rows[0]["output_tokens"] == 5
     assert not (tmp_path / "unused.log").exists()

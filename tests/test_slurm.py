@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from quantbench.status import Status
 from tests.test_e2e import ROOT, copy_workflow
 
 PROFILE = ROOT / "profiles" / "slurm"
@@ -125,12 +126,12 @@ def test_report_from_slurm_jobs(run):
     speed = pd.read_csv(work / "results/report/speed.csv")
     assert set(speed["quantization"]) == {"bf16", "fp8-dynamic", "w4a16-gptq"}
     assert set(speed["input_len"]) == {1, 32}
-    failed = speed["speed_tok_s"].astype(str).str.startswith("failed")
+    failed = speed["speed_tok_s"].astype(str).str.startswith(Status.FAILED)
     assert (failed == (speed["quantization"] == "w4a16-gptq")).all()
     quality = pd.read_csv(work / "results/report/quality.csv")
     good = quality[quality["quantization"] != "w4a16-gptq"]
-    assert (good["status"] == "ok").all() and (good["n"] == 2).all()
-    assert (quality[quality["quantization"] == "w4a16-gptq"]["status"] == "failed").all()
+    assert (good["status"] == Status.OK).all() and (good["n"] == 2).all()
+    assert (quality[quality["quantization"] == "w4a16-gptq"]["status"] == Status.FAILED).all()
 
 
 def test_every_job_ran_in_slurm_with_its_resources(run):

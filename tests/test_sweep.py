@@ -20,6 +20,7 @@ from quantbench.client.scrape import engine_sample, parse_prometheus, summarize_
 from quantbench.engines import get_engine
 from quantbench.models import build_tokenizer
 from quantbench.refserver import capacity_model, read_truth
+from quantbench.status import Status
 from quantbench.sweep import read_prompts_file, search_bounds, slo_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +146,7 @@ def test_prompts_file_and_shared_prefix_workloads(tmp_path, tokenizer):
         shared_rows, _, _ = SCENARIO_RUNNERS["sweep"](engine, prompts, shared, progress=False)
     points, summary = rows[:-1], rows[-1]
     assert [r["phase"] for r in points] == ["saturation", "listed", "concurrency"]
-    assert all(r["status"] == "ok" and r["completed"] == 6 for r in points)
+    assert all(r["status"] == Status.OK and r["completed"] == 6 for r in points)
     assert points[0]["workload"] == "file data/prompts/sample.jsonl"
     # every SLO met, even unbounded: capacity is the saturation throughput, no search
     assert summary["slo_met_at_saturation"] and extra["search"] == []
@@ -218,7 +219,7 @@ def test_sweep_through_the_workflow_finds_the_capacity_model(tmp_path, monkeypat
         SLOTS, TTFT_MS / 1e3, STEP_MS / 1e3, PER_RUNNING_MS / 1e3, OUTPUT_LEN, SLO["tpot"] / 1e3
     )
     doc = json.loads((work / "results/bench/tiny/bf16/vllm/sweep.json").read_text())
-    assert doc["status"] == "ok", doc.get("reason")
+    assert doc["status"] == Status.OK, doc.get("reason")
     points, summary = doc["rows"][:-1], doc["rows"][-1]
     sat = points[0]
     shown = {k: v for k, v in summary.items() if "rate" in k or "saturation" in k}

@@ -21,6 +21,7 @@ from test_vllm_cpu import VLLM
 from quantbench import trained
 from quantbench.quality.gate import gate, gate_table, paired_comparison, read_samples
 from quantbench.quality.report import cell_scores
+from quantbench.status import Status
 
 MODEL = "tiny-qwen3"
 
@@ -162,7 +163,7 @@ def test_served_quality_matches_in_process_quality(demo):
     """The same BF16 checkpoint scored through vLLM's server (prompt logprobs, completions) and
     in process (lm-eval's hf model): the paired gate finds no difference beyond its tolerance."""
     doc = json.loads((demo / f"results/eval/{MODEL}/bf16/vllm/quality.json").read_text())
-    assert doc["status"] == "ok", doc.get("reason")
+    assert doc["status"] == Status.OK, doc.get("reason")
     assert [r["model"] for r in doc["runs"]] == ["local-completions"]
     scores = {}
     for engine in ("vllm", "transformers"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from quantbench.status import Status
 from tests.test_e2e import copy_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,19 +105,19 @@ def test_vllm_serves_the_tiny_model_and_a_failing_cell_is_recorded(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     bench = work / "results/bench/tiny-qwen3"
     single = json.loads((bench / "bf16/vllm/single.json").read_text())
-    assert [r["status"] for r in single["rows"]] == ["ok", "ok"]
+    assert [r["status"] for r in single["rows"]] == [Status.OK, Status.OK]
     assert [(r["prompt_tokens"], r["output_tokens"]) for r in single["rows"]] == [(1, 8), (16, 8)]
     serving = json.loads((bench / "bf16/vllm/serving.json").read_text())["rows"][0]
-    assert serving["status"] == "ok" and serving["completed"] == 4
+    assert serving["status"] == Status.OK and serving["completed"] == 4
     clients = json.loads((bench / "bf16/vllm/engine_client.json").read_text())["rows"]
     assert [c["client"] for c in clients] == ["quantbench", "vllm bench serve"]
     for c in clients:  # the same workload through both clients, read back under one naming
-        assert c["status"] == "ok", c
+        assert c["status"] == Status.OK, c
         assert (c["completed"], c["total_output_tokens"]) == (4, 32), c
         assert 0 < c["ttft_mean_ms"] < c["e2el_mean_ms"], c
     sweep = json.loads((bench / "bf16/vllm/sweep.json").read_text())
     points = [r for r in sweep["rows"] if r["point"] != "summary"]
-    assert [r["status"] for r in points] == ["ok"] * 3, points
+    assert [r["status"] for r in points] == [Status.OK] * 3, points
     # vLLM's own /metrics, scraped while the load ran: it saw requests running at saturation
     assert points[0]["metrics_samples"] > 0 and points[0]["max_running"] >= 1, points[0]
     (summary,) = [r for r in sweep["rows"] if r["point"] == "summary"]
@@ -125,7 +126,7 @@ def test_vllm_serves_the_tiny_model_and_a_failing_cell_is_recorded(tmp_path):
     assert facts["startup"]["kv_cache_tokens"]["value"] > 0  # parsed from vLLM's own log
     assert facts["provenance"]["engine_version"].startswith("0.")
     failed = json.loads((bench / "w8a16/vllm/single.json").read_text())
-    assert failed["status"] == "failed" and "exited with code" in failed["rows"][0]["reason"]
+    assert failed["status"] == Status.FAILED and "exited with code" in failed["rows"][0]["reason"]
     assert not vllm_processes()
 
 

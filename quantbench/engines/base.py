@@ -15,6 +15,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from quantbench.status import MemorySource
+
 POSITIVE_INT = {"type": "integer", "minimum": 1}
 
 
@@ -103,7 +105,7 @@ class Engine(ABC):
     def measure_memory(self, tokens: int = 0) -> dict:
         """{"peak_mem_mb", "mem_method"} for a request of `tokens` tokens (an in-process engine
         measures it inside `generate` instead)."""
-        return {"peak_mem_mb": float("nan"), "mem_method": "not measured"}
+        return {"peak_mem_mb": float("nan"), "mem_method": MemorySource.NOT_MEASURED}
 
     def release(self) -> None:  # noqa: B027 - nothing to free unless the engine says so
         """Free what a failed request left behind (after an out-of-memory error)."""

@@ -14,6 +14,7 @@ from quantbench import gpu
 from quantbench.engines.base import POSITIVE_INT, Engine
 from quantbench.engines.launch import LaunchSpec
 from quantbench.engines.server import ManagedServer
+from quantbench.status import MemorySource
 
 # Settings of a served engine that are not server flags.
 RUNNER_KEYS = frozenset(
@@ -193,12 +194,12 @@ class ServedEngine(Engine):
         if weights is not None and kv_gib and kv_tokens:
             return {
                 "peak_mem_mb": (weights + kv_gib * tokens / kv_tokens) * 1024,
-                "mem_method": "engine log: weights + KV pool bytes per token x request tokens",
+                "mem_method": MemorySource.ENGINE_LOG_KV,
             }
         if self.server is not None and self.server.pgid:
             rss = gpu.rss_mb(gpu.group_pids(self.server.pgid))
-            return {"peak_mem_mb": rss, "mem_method": "server process group RSS"}
-        return {"peak_mem_mb": float("nan"), "mem_method": "not measured"}
+            return {"peak_mem_mb": rss, "mem_method": MemorySource.SERVER_RSS}
+        return {"peak_mem_mb": float("nan"), "mem_method": MemorySource.NOT_MEASURED}
 
     # -- requests -----------------------------------------------------------------------------
 

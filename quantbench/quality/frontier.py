@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from quantbench.io import save_figure
+from quantbench.status import CELL_COLUMNS, Status
 
-KEYS = ["model", "engine", "quantization"]
+KEYS = CELL_COLUMNS
 FRONTIER_COLUMNS = KEYS + [
     "task",
     "quality_engine",
@@ -63,7 +64,7 @@ def pareto_front(
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "ok"] if "status" in df.columns else df
+    return df[df["status"] == Status.OK] if "status" in df.columns else df
 
 
 def _ratio(values: pd.DataFrame, col: str, baseline_quant: str) -> pd.Series:

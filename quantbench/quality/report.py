@@ -22,8 +22,9 @@ from quantbench.quality.gate import (
     sample_scores,
 )
 from quantbench.results import read_result
+from quantbench.status import CELL_COLUMNS, CellKey, Status
 
-KEYS = ["model", "quantization", "engine"]
+KEYS = CELL_COLUMNS
 DEFAULTS = {
     "tolerance": 0.02,
     "alpha": 0.05,
@@ -33,9 +34,8 @@ DEFAULTS = {
 }
 
 
-def _cell(doc: dict) -> tuple[str, str, str]:
-    prov = doc["provenance"]
-    return prov["model"], prov["quantization"], prov["engine"]
+def _cell(doc: dict) -> CellKey:
+    return CellKey.of(doc["provenance"])
 
 
 def baseline_quant(cfg: Mapping) -> str:
@@ -134,7 +134,7 @@ def build_quality_report(
     ``out_dir``.
 
     Inputs: the evaluations' quality.json and samples.jsonl paths (a samples file is matched to
-    the quality.json in its directory); ``cells_df`` every measured request (report's cells.csv:
+    the quality.json in its directory); ``cells_df`` every measured request (report's requests.csv:
     scenario, input_len, status, speed_tok_s, peak_mem_mb); ``engine_df`` engine facts per cell
     (status, kv_cache_tokens); ``cfg`` the workflow config (``evaluation``, ``models``,
     ``quantizations``). Returns counts and notes.
@@ -157,7 +157,7 @@ def build_quality_report(
     scores_by_cell, notes = {}, []
     for path in samples_paths:
         doc = docs.get(str(Path(path).parent))
-        if doc is None or doc.get("status") != "ok":
+        if doc is None or doc.get("status") != Status.OK:
             continue  # failed and not-applicable cells have nothing to pair
         try:
             scores, why = cell_scores(read_samples(path))

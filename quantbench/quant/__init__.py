@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from quantbench.io import write_json
+from quantbench.status import Status
 
 QUANT_METHODS: dict[str, type[QuantMethod]] = {}
 
@@ -151,7 +152,7 @@ def run_quantization(
     # A weightless layout (method `layout`) has no size on disk to compare.
     size = None if facts.get("weightless") else dir_size_bytes(Path(facts["path"]))
     manifest = {
-        "status": "ok",
+        "status": Status.OK,
         "method": method.name,
         "format": fmt,
         "scheme": None,

@@ -10,6 +10,7 @@ import urllib.request
 from quantbench.engines import register_engine
 from quantbench.engines.served import ServedEngine
 from quantbench.engines.server import _OPENER
+from quantbench.status import MemorySource
 
 
 def check_endpoint(base_url: str, model: str, timeout_s: float = 10.0) -> None:
@@ -85,4 +86,4 @@ class ExternalEngine(ServedEngine):
         return {"base_url": {"value": self.server.base_url, "method": "config (not launched)"}}
 
     def measure_memory(self, tokens: int = 0) -> dict:
-        return {"peak_mem_mb": float("nan"), "mem_method": "not measured (external server)"}
+        return {"peak_mem_mb": float("nan"), "mem_method": MemorySource.NOT_MEASURED_EXTERNAL}
