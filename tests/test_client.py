@@ -21,12 +21,12 @@ from quantbench.client import (
     tokenize_via_server,
 )
 from quantbench.client.prompts import count_prompt_tokens
-from quantbench.client.stream import (
-    _body,
+from quantbench.client.stamps import (
     _KernelStampedSocket,
     kernel_stamps_available,
     realtime_offset_ns,
 )
+from quantbench.client.stream import _body
 from quantbench.metrics import compute_metrics
 from quantbench.refserver import max_overlap, read_truth, start_refserver
 

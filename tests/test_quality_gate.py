@@ -6,15 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from quantbench.quality.gate import (
-    gate,
-    gate_table,
-    paired_comparison,
-    published_baselines,
-    published_check,
-    published_quality,
-    sample_scores,
-)
+from quantbench.quality.baseline import published_baselines, published_check, published_quality
+from quantbench.quality.gate import gate, gate_table, paired_comparison, sample_scores
 from quantbench.quality.preflight import postrun_checks, render_preflight
 from quantbench.reference import default_reference_dir
 

@@ -217,12 +217,12 @@ def test_sigkilled_parent_leader_gets_sigterm(tmp_path, server_py):
     parent.kill()
     parent.communicate(timeout=10)
     # The orphans' zombies may sit under a non-reaping init, so ask for live processes only.
-    from quantbench.engines.server import _reap_and_list_alive
+    from quantbench.engines.procgroup import reap_and_list_alive
 
     deadline = time.monotonic() + 10
-    while _reap_and_list_alive(pgid) and time.monotonic() < deadline:
+    while reap_and_list_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _reap_and_list_alive(pgid) == []
+    assert reap_and_list_alive(pgid) == []
 
 
 def test_terminated_is_a_systemexit():

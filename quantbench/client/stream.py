@@ -31,210 +31,27 @@ when that matters.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import json
-import re
-import socket
-import struct
-import threading
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
 from itertools import count
 
 import aiohttp
 import numpy as np
-from aiohttp.client_proto import ResponseHandler
 
-from quantbench.metrics import RequestRecord
+from quantbench.client.records import StreamRecord, dump_records, handle_line, load_records
+from quantbench.client.stamps import TimedConnector, kernel_stamps_available, perf, trace_config
 
-perf = time.perf_counter
-
-# Fast path, no JSON parse: a chunk whose choice carries a text field is one generation step,
-# even when the text is empty (a token that decodes to nothing on its own: half a UTF-8
-# character, a special token, an id a dummy model's small tokenizer lacks), as vLLM's client
-# counts it. The chat role announcement (`"role": "assistant", "content": ""`, sent before any
-# token) is not one.
-_TOKEN = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"')
-_ROLE = re.compile(rb'"role"\s*:\s*"')  # SGLang sends "role": null in every delta
-_USAGE = re.compile(rb'"usage"\s*:\s*\{')
-_FINISH = re.compile(rb'"finish_reason"\s*:\s*"([^"]*)"')
-
-
-@dataclass
-class StreamRecord(RequestRecord):
-    """RequestRecord plus the raw evidence behind it (all times perf_counter seconds)."""
-
-    request_id: str = ""
-    scheduled_time: float = 0.0  # when the arrival process wanted it sent
-    headers_sent_time: float | None = None
-    new_connection: bool | None = None
-    chunk_times: list[float] = field(default_factory=list)  # every SSE data event
-    chunk_content: list[bool] = field(default_factory=list)  # was it a generation step
-    expected_prompt_tokens: int | None = None
-    expected_output_tokens: int | None = None
-    usage_seen: bool = False
-    status: int | None = None
-    stamp_source: str = ""  # "kernel" (SO_TIMESTAMPNS) or "read" (data_received)
-
-    @property
-    def prompt_mismatch(self) -> bool:
-        return (
-            self.usage_seen
-            and self.expected_prompt_tokens is not None
-            and self.prompt_tokens != self.expected_prompt_tokens
-        )
-
-    @property
-    def output_mismatch(self) -> bool:
-        return (
-            self.error is None
-            and self.expected_output_tokens is not None
-            and self.output_tokens != self.expected_output_tokens
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StreamRecord:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value where Python lacks it
-_TIMESPEC = struct.Struct("qq")
-_ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
-
-
-def realtime_offset_ns(samples: int = 20) -> int:
-    """CLOCK_REALTIME - perf_counter's clock (CLOCK_MONOTONIC), from the tightest bracket.
-    Both run at the same (NTP-disciplined) rate, so the offset only moves on a clock step."""
-    best = None
-    for _ in range(samples):
-        m1 = time.perf_counter_ns()
-        r = time.clock_gettime_ns(time.CLOCK_REALTIME)
-        m2 = time.perf_counter_ns()
-        if best is None or m2 - m1 < best[0]:
-            best = (m2 - m1, r - (m1 + m2) // 2)
-    return best[1]
-
-
-_stamp_keeper: list[socket.socket] = []
-
-
-@functools.cache
-def kernel_stamps_available() -> bool:
-    """Does this kernel put SO_TIMESTAMPNS receive stamps on TCP reads? Probed on a loopback
-    connection, once per process. Linux turns receive stamping on lazily — the first socket to
-    ask schedules it on a workqueue (`net_enable_timestamp`), so reads right after may carry no
-    stamp — and off when the last such socket closes. The probe waits until a read is stamped
-    and keeps its socket open for the process, so stamping stays on from the first request."""
-    if not hasattr(socket.socket, "recvmsg"):
-        return False
-    try:
-        server = socket.create_server(("127.0.0.1", 0))
-        probe = socket.create_connection(server.getsockname())
-        peer, _ = server.accept()
-        probe.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError:
-        return False
-    with server, peer:
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            peer.sendall(b"x")
-            _, anc, _, _ = probe.recvmsg(1, _ANC_SIZE)
-            if any(lvl == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS for lvl, kind, _ in anc):
-                _stamp_keeper.append(probe)
-                return True
-            time.sleep(0.005)
-    probe.close()
-    return False
-
-
-class _KernelStampedSocket:
-    """Stands in for a selector transport's socket: reads with ``recvmsg`` and keeps the
-    kernel's receive timestamp of what was read, on perf_counter's clock. Everything else
-    goes to the real socket.
-
-    It reads into one preallocated buffer per thread: asyncio asks for 256 KiB per read, and a
-    fresh 256 KiB bytes object per read (what ``recv`` does) is an mmap/munmap pair, ~12 us of
-    a ~20 us read on this machine."""
-
-    _local = threading.local()
-
-    def __init__(self, sock: socket.socket, offset_ns: int):
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self._qb_sock = sock
-        self._qb_offset_ns = offset_ns
-        self.qb_stamp: float | None = None
-
-    @classmethod
-    def _buffer(cls, n: int) -> memoryview:
-        view = getattr(cls._local, "view", None)
-        if view is None or len(view) < n:
-            view = cls._local.view = memoryview(bytearray(max(n, 1 << 18)))
-        return view
-
-    def recv(self, n: int) -> bytes:
-        view = self._buffer(n)
-        nbytes, anc, _, _ = self._qb_sock.recvmsg_into([view[:n]], _ANC_SIZE)
-        self.qb_stamp = None
-        for level, kind, raw in anc:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                sec, nsec = _TIMESPEC.unpack_from(raw)
-                self.qb_stamp = (sec * 1_000_000_000 + nsec - self._qb_offset_ns) / 1e9
-        return bytes(view[:nbytes])
-
-    def __getattr__(self, name):
-        return getattr(self._qb_sock, name)
-
-
-class _TimedHandler(ResponseHandler):
-    """aiohttp protocol that stamps each socket read: (time, body bytes received so far)."""
-
-    def __init__(self, *a, offset_ns: int | None = None, **kw):
-        super().__init__(*a, **kw)
-        self.qb_payload = None
-        self.qb_marks: list[tuple[float, int]] = []
-        self.qb_offset_ns = offset_ns
-        self.qb_kernel: _KernelStampedSocket | None = None
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        # asyncio's selector transport reads through `_sock.recv`; uvloop's has no `_sock`.
-        sock = getattr(transport, "_sock", None)
-        if self.qb_offset_ns is not None and isinstance(sock, socket.socket):
-            try:
-                self.qb_kernel = transport._sock = _KernelStampedSocket(sock, self.qb_offset_ns)
-            except OSError:  # no SO_TIMESTAMPNS here: read-time stamps
-                self.qb_kernel = None
-
-    @property
-    def qb_stamp_source(self) -> str:
-        return "kernel" if self.qb_kernel is not None else "read"
-
-    def data_received(self, data: bytes) -> None:
-        t = perf()
-        if self.qb_kernel is not None and self.qb_kernel.qb_stamp is not None:
-            t = min(t, self.qb_kernel.qb_stamp)
-        super().data_received(data)
-        p = self._payload
-        if p is not None:
-            if p is not self.qb_payload:  # a new response on this (kept-alive) connection
-                self.qb_payload, self.qb_marks = p, []
-            self.qb_marks.append((t, p.total_bytes))
-
-
-class _TimedConnector(aiohttp.TCPConnector):
-    def __init__(self, *a, kernel_stamps: bool = True, **kw):
-        super().__init__(*a, **kw)
-        offset = realtime_offset_ns() if kernel_stamps and kernel_stamps_available() else None
-        self.qb_offset_ns = offset
-        # Private hook; if a future aiohttp drops it we fall back to read-time stamps.
-        if hasattr(self, "_factory"):
-            self._factory = lambda: _TimedHandler(loop=self._loop, offset_ns=offset)
+# Re-exported: a run's records are read and written through this module too.
+__all__ = [
+    "StreamRecord",
+    "arrival_offsets",
+    "dump_records",
+    "load_records",
+    "loop_factory",
+    "run_load",
+    "run_load_sync",
+]
 
 
 def arrival_offsets(
@@ -252,40 +69,6 @@ def arrival_offsets(
     rng = np.random.default_rng(seed)
     gaps = rng.gamma(shape=burstiness, scale=1.0 / (request_rate * burstiness), size=n - 1)
     return np.concatenate([[0.0], np.cumsum(gaps)])
-
-
-def _on_chunk_sent(session, ctx, params):
-    ctx.trace_request_ctx.send_time = perf()
-
-
-def _on_headers_sent(session, ctx, params):
-    ctx.trace_request_ctx.headers_sent_time = perf()
-
-
-def _on_conn_new(session, ctx, params):
-    r = ctx.trace_request_ctx
-    r.connect_time, r.new_connection = perf(), True
-
-
-def _on_conn_reuse(session, ctx, params):
-    r = ctx.trace_request_ctx
-    r.connect_time, r.new_connection = perf(), False
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    tc = aiohttp.TraceConfig()
-
-    def wrap(fn):  # aiohttp awaits trace callbacks; a plain coroutine runs synchronously
-        async def cb(session, ctx, params):
-            fn(session, ctx, params)
-
-        return cb
-
-    tc.on_request_chunk_sent.append(wrap(_on_chunk_sent))
-    tc.on_request_headers_sent.append(wrap(_on_headers_sent))
-    tc.on_connection_create_end.append(wrap(_on_conn_new))
-    tc.on_connection_reuseconn.append(wrap(_on_conn_reuse))
-    return tc
 
 
 def _body(endpoint: str, model: str, prompt, output_len: int, extra: dict | None) -> bytes:
@@ -352,7 +135,7 @@ async def _one(
                                 mi += 1
                             if marks[mi][1] >= end:
                                 t = marks[mi][0]
-                        if _handle_line(rec, line[5:].strip(), t):
+                        if handle_line(rec, line[5:].strip(), t):
                             return
                 if not rec.error and not rec.token_times:
                     rec.error = "stream ended without content"
@@ -368,35 +151,6 @@ async def _one(
         if not rec.usage_seen and rec.error is None:
             # No usage chunk: fall back to content-chunk count (flagged by usage_seen=False).
             rec.output_tokens = len(rec.token_times)
-
-
-def _handle_line(rec: StreamRecord, payload: bytes, t: float) -> bool:
-    """Process one SSE data payload; True at [DONE]. Full JSON parse only for rare chunks."""
-    if payload == b"[DONE]":
-        return True
-    content = _TOKEN.search(payload) is not None and _ROLE.search(payload) is None
-    rec.chunk_times.append(t)
-    rec.chunk_content.append(content)
-    if content:
-        rec.token_times.append(t)
-    if (m := _FINISH.search(payload)) is not None:
-        rec.finish_reason = m.group(1).decode()
-    if _USAGE.search(payload):
-        usage = json.loads(payload).get("usage") or {}
-        rec.usage_seen = True
-        rec.prompt_tokens = usage.get("prompt_tokens", 0)
-        rec.output_tokens = usage.get("completion_tokens", 0)
-        # vLLM (--enable-prompt-tokens-details) and SGLang (--enable-cache-report) report the
-        # prompt tokens served from their prefix cache here.
-        details = usage.get("prompt_tokens_details") or {}
-        if details.get("cached_tokens") is not None:
-            rec.cached_tokens = int(details["cached_tokens"])
-    elif not content and b'"error"' in payload:
-        err = json.loads(payload).get("error")
-        if err:
-            rec.error = f"server error: {json.dumps(err)[:300]}"
-            return True
-    return False
 
 
 async def run_load(
@@ -453,7 +207,7 @@ async def run_load(
         first = min(n, limit)
         offsets[:first] = np.maximum(offsets[:first], np.arange(first) * ramp_s / first)
 
-    connector = _TimedConnector(
+    connector = TimedConnector(
         kernel_stamps=kernel_stamps,
         limit=limit,
         limit_per_host=limit,
@@ -463,7 +217,7 @@ async def run_load(
     # read_bufsize: long SSE events must not stall at aiohttp's 256 KiB default buffer.
     async with aiohttp.ClientSession(
         connector=connector,
-        trace_configs=[_trace_config()],
+        trace_configs=[trace_config()],
         timeout=aiohttp.ClientTimeout(total=None),
         read_bufsize=1 << 22,
         auto_decompress=False,
@@ -551,12 +305,3 @@ def run_load_sync(*args, loop: str = "auto", **kwargs) -> list[StreamRecord]:
         return runner.run(run_load(*args, **kwargs))
 
 
-def dump_records(records: Sequence[StreamRecord], path: str) -> None:
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r.to_dict()) + "\n" for r in records)
-
-
-def load_records(path: str) -> list[StreamRecord]:
-    """Read a raw JSONL dump back, e.g. to recompute metrics with a new definition."""
-    with open(path) as f:
-        return [StreamRecord.from_dict(json.loads(line)) for line in f if line.strip()]

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -34,13 +31,22 @@ from collections import deque
 from pathlib import Path
 from typing import Self
 
+from quantbench.engines.procgroup import (
+    LIBC,
+    Subreaper,
+    free_port,
+    listening_inodes,
+    pdeathsig_preexec,
+    reap_and_list_alive,
+    socket_inodes,
+)
+
 __all__ = ["ManagedServer", "ServerError", "ServerStartError", "Terminated", "free_port"]
 
 PORT_PLACEHOLDER = "{port}"
 _LOG_TAIL_LINES = 40
 # No proxy: an http_proxy in the environment must not intercept health checks on localhost.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 class ServerError(RuntimeError):
@@ -58,131 +64,6 @@ class Terminated(SystemExit):
     def __init__(self, signum: int):
         super().__init__(128 + signum)
         self.signum = signum
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS considers free now. Another process may take it before the server binds
-    it; the server then fails to start and says so in its log."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _group_members(pgid: int) -> list[tuple[int, str, int]]:
-    """(pid, state, ppid) of every process in process group ``pgid``, zombies included."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: all we can ask is whether the group exists
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        return [(pgid, "?", -1)]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # exited while we looked
-            continue
-        # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:
-            members.append((int(entry.name), fields[0], int(fields[1])))
-    return members
-
-
-def _reap_and_list_alive(pgid: int, leader: int | None = None) -> list[int]:
-    """Reap the group's zombies that are our children; return the group's live pids.
-
-    Zombies hold no memory or GPU but keep the group "existing" for ``killpg(pgid, 0)``. Orphans
-    are re-parented to init, which in a container often never reaps them; as a child subreaper
-    we adopt them instead (see ``_Subreaper``) and reap them here. The ``leader`` is left to
-    its Popen, which needs its exit status."""
-    alive = []
-    for pid, state, ppid in _group_members(pgid):
-        if state in ("Z", "X"):
-            if ppid == os.getpid() and pid != leader:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-        else:
-            alive.append(pid)
-    return alive
-
-
-class _Subreaper:
-    """Make this process a child subreaper (Linux >= 3.4) while any server runs, so the server's
-    orphaned workers are re-parented to us rather than to a non-reaping init."""
-
-    _PR_SET, _PR_GET = 36, 37
-    _users = 0
-    _previous = 0
-    _lock = threading.Lock()
-
-    @classmethod
-    def acquire(cls, libc) -> None:
-        with cls._lock:
-            if cls._users == 0 and libc is not None:
-                value = ctypes.c_int(0)
-                libc.prctl(cls._PR_GET, ctypes.byref(value), 0, 0, 0)
-                cls._previous = value.value
-                libc.prctl(cls._PR_SET, 1, 0, 0, 0)
-            cls._users += 1
-
-    @classmethod
-    def release(cls, libc) -> None:
-        with cls._lock:
-            cls._users -= 1
-            if cls._users == 0 and libc is not None:
-                libc.prctl(cls._PR_SET, cls._previous, 0, 0, 0)
-
-
-def _listening_inodes(port: int) -> set[int] | None:
-    """Socket inodes listening on TCP `port` (any address), from /proc/net/tcp{,6}; None where
-    that cannot be read."""
-    inodes: set[int] = set()
-    found_table = False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        found_table = True
-        for line in lines:
-            fields = line.split()
-            if (
-                len(fields) > 9
-                and fields[3] == "0A"
-                and int(fields[1].rsplit(":", 1)[1], 16) == port
-            ):
-                inodes.add(int(fields[9]))
-    return inodes if found_table else None
-
-
-def _socket_inodes(pids: list[int]) -> set[int]:
-    inodes = set()
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
-    return inodes
-
-
-def _pdeathsig_preexec(parent_pid: int, libc):
-    def preexec():  # runs in the child between fork and exec: keep it minimal
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 class ManagedServer:
@@ -291,13 +172,13 @@ class ManagedServer:
         # preexec_fn can deadlock if another thread holds a lock at fork time, so the
         # parent-death signal is only armed in a single-threaded parent.
         preexec = None
-        if _LIBC is not None and threading.active_count() == 1:
-            preexec = _pdeathsig_preexec(os.getpid(), _LIBC)
+        if LIBC is not None and threading.active_count() == 1:
+            preexec = pdeathsig_preexec(os.getpid(), LIBC)
         try:
             # Armed before the spawn, so no signal can fall between spawn and cleanup.
             self._install_signal_handlers()
             atexit.register(self._atexit)
-            _Subreaper.acquire(_LIBC)
+            Subreaper.acquire(LIBC)
             self._subreaper = True
             self._t0 = time.monotonic()
             self.spawned_at = time.time()
@@ -379,10 +260,10 @@ class ManagedServer:
         the port belongs to a process of its group. Otherwise another server (one left running
         by an earlier run, say) took the port between our pick and our server's bind, and every
         request would go to it."""
-        listeners = _listening_inodes(self.port)
+        listeners = listening_inodes(self.port)
         if not listeners:
             return  # no /proc/net here (not Linux), or another network namespace: cannot tell
-        ours = _socket_inodes(_reap_and_list_alive(self.pgid, self.pgid))
+        ours = socket_inodes(reap_and_list_alive(self.pgid, self.pgid))
         foreign = listeners - ours
         if foreign:
             raise ServerStartError(
@@ -404,7 +285,7 @@ class ManagedServer:
             deadline = time.monotonic() + wait_s
             while True:
                 self.proc.poll()  # reap the leader: it is our child, nobody else will
-                alive = _reap_and_list_alive(pgid, pgid)
+                alive = reap_and_list_alive(pgid, pgid)
                 if not alive:
                     self.proc.wait(timeout=5)  # only a zombie can be left of it: reap it
                     return []
@@ -412,7 +293,7 @@ class ManagedServer:
                     break
                 time.sleep(0.05)
         self.proc.poll()
-        return _reap_and_list_alive(pgid, pgid)
+        return reap_and_list_alive(pgid, pgid)
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -433,7 +314,7 @@ class ManagedServer:
         self._old_handlers.clear()
         atexit.unregister(self._atexit)
         if self._subreaper:
-            _Subreaper.release(_LIBC)
+            Subreaper.release(LIBC)
             self._subreaper = False
         if self._log_file is not None:
             self._log_file.close()

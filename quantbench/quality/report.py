@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from quantbench.quality.baseline import published_baselines, published_quality
 from quantbench.quality.frontier import frontier_table, plot_frontier
-from quantbench.quality.gate import (
-    gate_table,
-    published_baselines,
-    published_quality,
-    read_samples,
-    sample_scores,
-)
+from quantbench.quality.gate import gate_table, read_samples, sample_scores
 from quantbench.results import read_result
 from quantbench.status import CELL_COLUMNS, CellKey, Status
 
