@@ -418,7 +418,7 @@ def _calibration_file_exists(dataset: str) -> bool:
 def _cell_entries(config: dict) -> dict[Cell, dict]:
     out: dict[Cell, dict] = {}
     for entry in config.get("cells") or []:
-        out.setdefault(Cell(entry["model"], entry["quantization"], entry["engine"]), entry)
+        out.setdefault(Cell.of(entry), entry)
     return out
 
 
@@ -429,13 +429,14 @@ def check_models(config: dict) -> dict[str, int | None]:
 
 def check_calibration(config: dict, cells: list[Cell], contexts: dict) -> None:
     cal = config.get("calibration", {})
-    users = [c for c in cells if calibrates(config["quantizations"][c.quant])]
+    users = [c for c in cells if calibrates(config["quantizations"][c.quantization])]
     if not users:
         return
     dataset = cal.get("dataset", "data/corpus.txt")
     if not dataset.startswith("hf:") and not _calibration_file_exists(dataset):
         raise ConfigError(
-            f"calibration.dataset: file {dataset!r} not found (needed by {users[0].quant}; "
+            f"calibration.dataset: file {dataset!r} not found "
+            f"(needed by {users[0].quantization}; "
             "relative paths are the working directory's or the repository's): fix the path, "
             "or use hf:<dataset id>"
         )
@@ -445,7 +446,7 @@ def check_calibration(config: dict, cells: list[Cell], contexts: dict) -> None:
         if ctx is not None and seq_len > ctx:
             raise ConfigError(
                 f"calibration.seq_len: {seq_len} is beyond model {cell.model}'s context "
-                f"(max_position_embeddings {ctx}), and {cell.quant} calibrates on it: "
+                f"(max_position_embeddings {ctx}), and {cell.quantization} calibrates on it: "
                 f"set calibration.seq_len to at most {ctx}"
             )
 
@@ -468,7 +469,7 @@ def check_gpus(config: dict, cells: list[Cell], gpus: int | None) -> None:
                 else f"engines.{cell.engine}.tensor_parallel_size"
             )
             raise ConfigError(
-                f"{key}: {tp} GPUs for {cell.model}/{cell.quant}/{cell.engine}, but this run "
+                f"{key}: {tp} GPUs for {cell.path()}, but this run "
                 f"gives a job at most {gpus} (--resources gpu={gpus}, e.g. from the profile): "
                 f"lower it, or run with --resources gpu={tp}"
             )

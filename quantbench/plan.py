@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from quantbench.compat import is_compatible, kernels
 from quantbench.engines import weightless_engines
 from quantbench.io import REPO_ROOT
+from quantbench.status import CellKey
 
 TASK_DIR = REPO_ROOT / "data" / "tasks"
 # Keys every quantization entry may carry besides its method's own parameters.
@@ -19,11 +20,8 @@ class ConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Cell:
-    model: str
-    quant: str
-    engine: str
+# A planned cell is its key: (model, quantization, engine), the engine by its config name.
+Cell = CellKey
 
 
 @dataclass(frozen=True)
@@ -83,24 +81,28 @@ WEIGHTLESS_ENGINES = weightless_engines()
 
 def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:
     """None if the cell can run; else why not."""
-    method = config["quantizations"][cell.quant]["method"]
+    method = config["quantizations"][cell.quantization]["method"]
     if rules[method].weightless:
         source = config["models"][cell.model].get("source")
         if cell.engine not in WEIGHTLESS_ENGINES or source != "dummy":
             return (
-                f"{where}: {cell.quant} is a weightless layout (method {method}): it runs only "
+                f"{where}: {cell.quantization} is a weightless layout (method {method}): "
+                "it runs only "
                 f"on a dummy model with {sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} "
                 f"(source {source}) with {cell.engine}"
             )
-    fmt = quant_format(config, cell.quant, rules)
-    kernel = config["quantizations"][cell.quant].get("kernel")
+    fmt = quant_format(config, cell.quantization, rules)
+    kernel = config["quantizations"][cell.quantization].get("kernel")
     if not is_compatible(fmt, cell.engine, kernel):
         offered = kernels(fmt, cell.engine)
         if not offered:
-            return f"{where}: engine {cell.engine!r} cannot load format {fmt!r} ({cell.quant})"
+            return (
+                f"{where}: engine {cell.engine!r} cannot load format {fmt!r} "
+                f"({cell.quantization})"
+            )
         return (
             f"{where}: engine {cell.engine!r} has no kernel {kernel!r} for format {fmt!r}; "
-            f"set quantizations.{cell.quant}.kernel to one of {offered}"
+            f"set quantizations.{cell.quantization}.kernel to one of {offered}"
         )
     return None
 
@@ -135,11 +137,11 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
     listed: dict[tuple, int] = {}
     for i, entry in enumerate(config.get("cells", [])):
         where = f"cells[{i}]"
-        key = (entry["model"], entry["quantization"], entry["engine"])
+        key = CellKey.of(entry)
         if key in listed:
             # The first entry's options would silently win (cell_options takes the first).
             raise ConfigError(
-                f"{where}: the cell {'/'.join(key)} is already cells[{listed[key]}]: "
+                f"{where}: the cell {key.path()} is already cells[{listed[key]}]: "
                 "list each cell once (merge their input_lengths, scenarios, options)"
             )
         listed[key] = i
@@ -155,7 +157,7 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
                 f"{where}.scenarios: {extra} not in benchmark.scenarios {defined}; "
                 "a cell runs a subset of them"
             )
-        cell = Cell(entry["model"], entry["quantization"], entry["engine"])
+        cell = CellKey.of(entry)
         why = check_cell(config, cell, rules, where)
         if why:
             raise ConfigError(why)

@@ -7,14 +7,19 @@ rule aggregate:
             p.replace("quality.json", "samples.jsonl") for p in eval_inputs(w)
         ],
         quant=lambda w: sorted(
-            {f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json" for c in CELLS}
+            {
+                f"{RESULTS}/quantized/{c.model}/{c.quantization}/quant.json"
+                for c in CELLS
+            }
         ),
     output:
         index=report(
             f"{REPORT}/index.html", caption="../report/index.rst", category="Overview"
         ),
         requests=report(
-            f"{REPORT}/requests.csv", caption="../report/requests.rst", category="Tables"
+            f"{REPORT}/requests.csv",
+            caption="../report/requests.rst",
+            category="Tables",
         ),
         speed_md=report(
             f"{REPORT}/speed.md", caption="../report/speed.rst", category="Tables"

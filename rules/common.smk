@@ -29,6 +29,8 @@ from quantbench.config_check import check_config, check_files_and_schema
 
 from quantbench.io import REPO_ROOT
 
+from quantbench.status import CellKey
+
 SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 # The most GPUs one job may get: --resources gpu=N (profiles/local sets 1); None = not capped.
 try:
@@ -95,7 +97,7 @@ def plan():
 
 def cell_path(kind, name, cells=None):
     return [
-        f"{RESULTS}/{kind}/{c.model}/{c.quant}/{c.engine}/{name}"
+        f"{RESULTS}/{kind}/{c.model}/{c.quantization}/{c.engine}/{name}"
         for c in (cells or CELLS)
     ]
 
@@ -107,8 +109,7 @@ def quant_params(wildcards):
 def cell_options(wildcards):
     """A `cells:` entry's overrides (input lengths, GPUs, extra args, known-unsupported)."""
     for entry in config.get("cells", []):
-        key = (entry["model"], entry["quantization"], entry["engine"])
-        if key == (wildcards.model, wildcards.quant, wildcards.engine):
+        if CellKey.of(entry) == (wildcards.model, wildcards.quant, wildcards.engine):
             return entry
     return {}
 
@@ -182,8 +183,8 @@ def planned_results(cells):
     for c in cells:
         paths += [
             f"{RESULTS}/models/{c.model}/model.json",
-            f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json",
-            f"{RESULTS}/serve/{c.model}/{c.quant}/{c.engine}/launch.json",
+            f"{RESULTS}/quantized/{c.model}/{c.quantization}/quant.json",
+            f"{RESULTS}/serve/{c.model}/{c.quantization}/{c.engine}/launch.json",
             *cell_path("bench", "engine.json", [c]),
             *(p for s in SCENARIOS for p in cell_path("bench", f"{s}.json", [c])),
         ]
@@ -245,7 +246,10 @@ def report_what_exists():
             cell_path("bench", "engine.json"),
             quality,
             sorted(
-                {f"{RESULTS}/quantized/{c.model}/{c.quant}/quant.json" for c in CELLS}
+                {
+                    f"{RESULTS}/quantized/{c.model}/{c.quantization}/quant.json"
+                    for c in CELLS
+                }
             ),
             Path(REPORT),
             samples=[p.replace("quality.json", "samples.jsonl") for p in quality],

@@ -99,7 +99,7 @@ def test_incompatible_cells_are_skipped_in_a_sweep_but_fail_when_explicit(config
     config["quantizations"]["awq-gemm"] = {"method": "autoawq", "kernel": "awq_marlin"}
     validate(config, schema=SCHEMA)
     cells, skipped = plan_cells(config, RULES)
-    assert all(c.quant != "awq-gemm" for c in cells)
+    assert all(c.quantization != "awq-gemm" for c in cells)
     assert any("awq_marlin" in why for why in skipped)
     config["cells"] = [
         {"model": "tiny-qwen3", "quantization": "awq-gemm", "engine": "transformers"}
