@@ -15,6 +15,7 @@ from tqdm import tqdm
 from quantbench import gpu
 from quantbench.metrics import RequestRecord, compute_metrics, qwen_speed
 from quantbench.status import Status
+from quantbench.summary import summarize_lengths
 
 # Tokens a warm-up request generates: enough to run prefill and decode at its shape once.
 WARMUP_OUTPUT_LEN = 16
@@ -345,30 +346,5 @@ def failed_rows(scenario: str, cfg: dict, status: str, reason: str) -> list[dict
 
 
 def summarize_rows(rows: list[dict]) -> list[dict]:
-    """Mean and spread per input length over the repeats that succeeded."""
-    out = []
-    for input_len in sorted({r["input_len"] for r in rows}):
-        group = [r for r in rows if r["input_len"] == input_len]
-        good = [r for r in group if r["status"] == Status.OK]
-        entry = {"input_len": input_len, "n_ok": len(good), "n": len(group)}
-        if not good:
-            entry["status"] = group[0]["status"]
-            entry["reason"] = group[0].get("reason")
-            out.append(entry)
-            continue
-        entry["status"] = Status.OK
-        cached = [r.get("cached_tokens") for r in group]
-        entry["cached_tokens"] = sum(c for c in cached if c is not None)
-        entry["cache_hits"] = sum(bool(r.get("cache_hit")) for r in group)
-        entry["cache_unreported"] = sum(c is None for c in cached)
-        keys = ["speed_tok_s", "decode_speed_tok_s", "ttft_ms", "tpot_ms", "peak_mem_mb"]
-        # Figures only some engines record (Transformers on CUDA marks prefill's end and the
-        # last token).
-        keys += [k for k in ("decode_peak_mem_mb", "end_mem_mb") if all(k in r for r in good)]
-        for key in keys:
-            vals = np.array([r[key] for r in good], dtype=float)
-            entry[key] = float(vals.mean())
-            entry[key + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-        entry["mem_method"] = good[0]["mem_method"]
-        out.append(entry)
-    return out
+    """Mean and spread per input length over the repeats that succeeded (quantbench.summary)."""
+    return [s.as_dict() for s in summarize_lengths(rows)]

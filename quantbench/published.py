@@ -13,6 +13,7 @@ from quantbench.reference import compare_with_published, load_qwen3_speed, norma
 from quantbench.report import mean_with_spread
 from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
 from quantbench.status import MemorySource, Status
+from quantbench.summary import summarize_lengths
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
@@ -48,17 +49,20 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
         if col not in ok:
             ok[col] = default
     ok["cache_hit"] = ok["cache_hit"].fillna(False).astype(bool)
-    agg = ok.groupby([*KEYS, "quantization"], as_index=False).agg(
+    keys = [*KEYS, "quantization"]
+    agg = ok.groupby(keys, as_index=False).agg(
         cached_tokens=("cached_tokens", lambda c: c.sum(min_count=1)),
         cache_hits=("cache_hit", "sum"),
-        speed_tok_s=("speed_tok_s", "mean"),
-        speed_std=("speed_tok_s", "std"),
-        decode_speed_tok_s=("decode_speed_tok_s", "mean"),
         **{col: (col, "max") for col in MEMORY_FIGURES},
         output_len=("output_len", "first"),
-        repeats=("speed_tok_s", "size"),
         device_name=("device_name", "first"),
     )
+    # Speed over the repeats: the one per-length summary (quantbench.summary).
+    summaries = [summarize_lengths(g.to_dict("records"))[0] for _, g in ok.groupby(keys)]
+    agg["speed_tok_s"] = [s.spread("speed_tok_s").mean for s in summaries]
+    agg["speed_std"] = [s.spread("speed_tok_s").std for s in summaries]
+    agg["decode_speed_tok_s"] = [s.spread("decode_speed_tok_s").mean for s in summaries]
+    agg["repeats"] = [s.n_ok for s in summaries]
     return agg
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from quantbench.io import atomic_write_text, save_figure
 from quantbench.results import read_result
 from quantbench.status import CELL_COLUMNS, CellKey, Status
+from quantbench.summary import summarize_lengths
 
 CELL_KEYS = CELL_COLUMNS
 # Every measured request row of every cell (older reports named it cells.csv).
@@ -130,12 +131,13 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
             row["speed_tok_s"] = _status_or(first, "")
             row["memory_mb"] = ""
         else:
-            speed = ok["speed_tok_s"]
-            row["speed_tok_s"] = mean_with_spread(speed.mean(), speed.std(), len(speed))
-            row["decode_tok_s"] = f"{ok['decode_speed_tok_s'].mean():.2f}"
-            row["memory_mb"] = f"{ok['peak_mem_mb'].max():.2f}"
-            row["memory_method"] = ok["mem_method"].iloc[0]
-            row["repeats"] = len(ok)
+            (summary,) = summarize_lengths(group.to_dict("records"))
+            speed = summary.spread("speed_tok_s")
+            row["speed_tok_s"] = mean_with_spread(speed.mean, speed.std, summary.n_ok)
+            row["decode_tok_s"] = f"{summary.spread('decode_speed_tok_s').mean:.2f}"
+            row["memory_mb"] = f"{summary.peak_mem_mb_max:.2f}"
+            row["memory_method"] = summary.mem_method
+            row["repeats"] = summary.n_ok
             if _cache_hits(ok):
                 row["speed_tok_s"] += " (cache hit)"
         row["cached_tokens"] = cache_cell(group)
