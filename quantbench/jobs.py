@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 from quantbench.io import provenance, read_json, write_json
+from quantbench.results import EngineFacts, ScenarioResult
 from quantbench.status import Status
 
 
@@ -184,8 +185,10 @@ def _energy_split(start_j: float | None, measure_s: float, scenarios: dict) -> d
     }
 
 
-def _scenario_doc(name, status, rows, prov, **extra) -> dict:
-    return {"scenario": name, "status": status, "rows": rows, **extra, "provenance": prov}
+def _scenario_doc(name, status, rows, prov, *, reason=None, **extra) -> dict:
+    typed = ("records", "summary", "prefix_cache", "energy")
+    known = {k: extra.pop(k) for k in typed if k in extra}
+    return ScenarioResult(name, status, rows, prov, reason, **known, extra=extra).as_dict()
 
 
 def benchmark_job(smk) -> None:
@@ -223,7 +226,7 @@ def benchmark_job(smk) -> None:
             },
         )
         outputs = dict(zip(scenarios, smk.output.scenarios))
-        facts = {"provenance": prov, "status": Status.OK}
+        facts = EngineFacts(prov)
 
         def fail(names, status: str, reason: str) -> None:
             for name in names:
@@ -243,19 +246,19 @@ def benchmark_job(smk) -> None:
         )
         if smk.params.unsupported:  # known from the config: recorded, not attempted
             fail(supported, Status.UNSUPPORTED, smk.params.unsupported)
-            facts.update(status=Status.UNSUPPORTED, reason=smk.params.unsupported)
-            return write_json(smk.output.facts, facts)
+            facts.status, facts.reason = Status.UNSUPPORTED, smk.params.unsupported
+            return write_json(smk.output.facts, facts.as_dict())
         if launch["status"] != Status.OK:
             fail(supported, Status.FAILED, f"upstream: {launch['reason']}")
-            facts.update(status=Status.FAILED, reason=launch["reason"])
-            return write_json(smk.output.facts, facts)
+            facts.status, facts.reason = Status.FAILED, launch["reason"]
+            return write_json(smk.output.facts, facts.as_dict())
         start = time.perf_counter()
         try:
             with (
                 device_lock(device_keys(engine), f"benchmark {w.model}/{w.quant}/{w.engine}"),
                 engine.session(launch, smk.log.server) as startup,
             ):
-                facts["startup"] = startup
+                facts.startup = startup
                 # A server engine lives in its own environment: its log names its version.
                 logged_version = (startup.get("engine_version") or {}).get("value")
                 prov["engine_version"] = logged_version or prov["engine_version"]
@@ -291,15 +294,15 @@ def benchmark_job(smk) -> None:
                             reason=reason,
                         )
                     write_json(outputs[name], doc)
-                facts["measure_s"] = time.perf_counter() - measure_start
-                facts["prefix_cache"] = cache
-                facts["energy"] = _energy_split(energy_start, facts["measure_s"], scenario_energy)
+                facts.measure_s = time.perf_counter() - measure_start
+                facts.prefix_cache = cache
+                facts.energy = _energy_split(energy_start, facts.measure_s, scenario_energy)
         except Exception as err:  # noqa: BLE001 - no model or no server: every scenario fails
             reason = _failure(err)["reason"]
             fail([n for n in supported if not Path(outputs[n]).exists()], Status.FAILED, reason)
-            facts.update(status=Status.FAILED, reason=reason)
-        facts["session_s"] = time.perf_counter() - start
-        write_json(smk.output.facts, facts)
+            facts.status, facts.reason = Status.FAILED, reason
+        facts.session_s = time.perf_counter() - start
+        write_json(smk.output.facts, facts.as_dict())
 
 
 def evaluate_job(smk) -> None:

@@ -1,4 +1,5 @@
-"""Reading result files the way the report and the next run need them: a file that is missing
+"""The documents a benchmark job writes (ScenarioResult, EngineFacts), and reading result files
+the way the report and the next run need them: a file that is missing
 or cannot be read becomes a placeholder document with a status and a reason that names the file
 (or the job's log) and the fix, never an exception; a failed result is marked for a retry.
 
@@ -11,9 +12,56 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from quantbench.status import FAULTY_ROWS, SETTLED, Status
+
+
+def _shallow(doc) -> dict:
+    # Not dataclasses.asdict: that deep-copies every row and raw record of a long run.
+    return {f.name: getattr(doc, f.name) for f in fields(doc)}
+
+
+@dataclass
+class ScenarioResult:
+    """``bench/{m}/{q}/{e}/{scenario}.json``: a scenario's rows (one per measured request, load
+    run or batch, each with its own status) and how the file as a whole ended."""
+
+    scenario: str
+    status: str
+    rows: list[dict]
+    provenance: dict
+    reason: str | None = None
+    records: list[dict] | None = None  # raw per-request records, every timestamp
+    summary: list[dict] | None = None  # batch-1: per input length (quantbench.summary)
+    prefix_cache: dict | None = None  # how the engine's prefix cache was set
+    energy: dict | None = None  # the scenario's own GPU energy, where NVML reads it
+    extra: dict = field(default_factory=dict)  # what the runner adds: warm-ups, its search, ...
+
+    def as_dict(self) -> dict:
+        doc = {k: v for k, v in _shallow(self).items() if k not in ("extra", "provenance")}
+        return {**doc, **self.extra, "provenance": self.provenance}
+
+
+@dataclass
+class EngineFacts:
+    """``bench/{m}/{q}/{e}/engine.json``: how the cell's benchmark session ended, the engine's
+    start-up facts, the time spent starting vs measuring and the measuring time's energy. A
+    field the session did not reach is null."""
+
+    provenance: dict
+    status: str = Status.OK
+    reason: str | None = None
+    startup: dict | None = None
+    measure_s: float | None = None
+    prefix_cache: dict | None = None
+    energy: dict | None = None
+    session_s: float | None = None
+
+    def as_dict(self) -> dict:
+        return _shallow(self)
+
 
 _KINDS = {"models": 1, "quantized": 2, "serve": 3, "bench": 3, "eval": 3}
 _LOG_DIRS = {
