@@ -147,6 +147,7 @@ def snakemake_n(configfile: Path, workdir: Path, *extra: str) -> subprocess.Comp
         "typo_vllm_max_model_len",  # checked before the rules read the config
         "dup_top_level_key",  # re-read from workflow.configfiles
         "dummy_unknown_arch",  # checked in plan()
+        "unregistered_method",  # the quantization method registry, in plan()
         "dup_cell_different",
         "tp_beyond_gpus_engine",  # --resources gpu=1, read from workflow.global_resources
     ],
