@@ -16,7 +16,7 @@ include: "rules/model.smk"
 include: "rules/quantize.smk"
 
 
-# A new quantization method is one more rules/quantize_<method>.smk (+ its script).
+# A new quantization method: one more rules/quantize_<method>.smk (+ its quantbench/quant/ module).
 for _extra_quant_rules in sorted(
     Path(str(workflow.current_basedir.get_path_or_uri(secret_free=True)), "rules").glob(
         "quantize_*.smk"

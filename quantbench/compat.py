@@ -8,21 +8,43 @@ Formats are what the quantize rules write: `bf16`; `compressed-tensors` (llm-com
 `gguf` (llama.cpp); `awq`, `gptq`, `fp8` (GPTQModel, AutoAWQ and published checkpoints such as
 Qwen/Qwen3-8B-AWQ and Qwen/Qwen3-8B-FP8: config.json `quant_method` awq / gptq / fp8).
 
-Each engine package declares its rows (`compat` on its class, quantbench/engines/<engine>/);
-this module reads them. Kernels are the engines' own names. vLLM and SGLang: `--quantization`
-choices (vLLM `QuantizationMethods`: awq, awq_marlin, gptq, gptq_marlin, fp8,
-compressed-tensors, gguf, cpu_awq, ...; SGLang `QUANTIZATION_CHOICES`: awq, awq_marlin, gptq,
-gptq_marlin, fp8, compressed-tensors, gguf, ...); `none` means no flag for a BF16 checkpoint.
-Transformers: the quantizer its `from_pretrained` picks from the checkpoint. llama.cpp: `gguf`,
-its own kernels for each GGUF tensor type.
+Each engine package declares the rows of the formats it loads (`compat` on its class,
+quantbench/engines/<engine>/); a quantization method that writes a new format declares that
+format's rows beside it (`compat` on its class, quantbench/quant/<module>.py: format -> engine
+-> kernels). This module merges both into one table; a format with no rows fails the config
+check (quantbench.plan), naming where to declare them.
+
+Kernels are the engines' own names. vLLM and SGLang: `--quantization` choices (vLLM
+`QuantizationMethods`: awq, awq_marlin, gptq, gptq_marlin, fp8, compressed-tensors, gguf,
+cpu_awq, ...; SGLang `QUANTIZATION_CHOICES`: awq, awq_marlin, gptq, gptq_marlin, fp8,
+compressed-tensors, gguf, ...); `none` means no flag for a BF16 checkpoint. Transformers: the
+quantizer its `from_pretrained` picks from the checkpoint. llama.cpp: `gguf`, its own kernels
+for each GGUF tensor type.
 """
 
 from __future__ import annotations
 
-from quantbench.engines import ENGINES, compat_rows
+from quantbench.engines import ENGINES
+from quantbench.engines import compat_rows as engine_rows
+from quantbench.quant import compat_rows as method_rows
 
-# (format, engine) -> kernels: the rows each engine package declares (its class's `compat`).
-COMPAT: dict[tuple[str, str], list[str]] = compat_rows()
+
+def merged_rows() -> dict[tuple[str, str], list[str]]:
+    """The engines' rows, plus the rows methods declare for their formats; one pair declared
+    both ways must agree (else which default kernel runs would depend on the reader)."""
+    rows = engine_rows()
+    for pair, offered in method_rows().items():
+        if rows.setdefault(pair, offered) != offered:
+            fmt, engine = pair
+            raise ValueError(
+                f"compat row ({fmt!r}, {engine!r}) is declared by engine {engine!r} as "
+                f"{rows[pair]} and by a quantization method as {offered}: keep one"
+            )
+    return rows
+
+
+# (format, engine) -> kernels: every row engines and quantization methods declare.
+COMPAT: dict[tuple[str, str], list[str]] = merged_rows()
 FORMATS = sorted({fmt for fmt, _ in COMPAT})
 # Engines that take whatever they are given (an already running server: nothing to check).
 EXTERNAL_ENGINES = {name: [cls.any_format] for name, cls in ENGINES.items() if cls.any_format}

@@ -18,7 +18,6 @@ names the file and line of a YAML syntax error, which Snakemake's own message do
 
 from __future__ import annotations
 
-import ast
 import difflib
 import json
 import re
@@ -32,17 +31,13 @@ from quantbench.io import REPO_ROOT
 from quantbench.plan import (
     Cell,
     ConfigError,
-    QuantRule,
+    Methods,
     available_tasks,
     cell_engine_settings,
     plan_cells,
 )
 
 SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
-RULES_DIR = REPO_ROOT / "rules"
-# compressed-tensors presets with static activation scales: calibrated even with rtn
-# (compressed_tensors.quantization.preset_name_to_scheme(s).input_activations.dynamic is False).
-STATIC_ACTIVATION_SCHEMES = frozenset({"FP8"})
 # A Hub repo id: `name` or `owner/name` (huggingface_hub.utils.validate_repo_id's rule).
 HUB_ID = re.compile(r"^([\w.-]+/)?[\w.-]{1,96}$")
 
@@ -154,13 +149,18 @@ def merge_configs(configs: Iterable[dict]) -> dict:
 
 @cache
 def load_schema(path: str = str(SCHEMA)) -> dict:
-    """The schema file, with each engine's settings (declared by its package) in `engines`."""
+    """The schema file, with each engine's settings (declared by its package) in `engines` and
+    each quantization method's (declared by its class) in `quantizations` entries."""
     from quantbench.engines import settings_schemas
+    from quantbench.quant import entry_schemas
 
     schema = yaml.safe_load(Path(path).read_text())
     engines = schema.get("properties", {}).get("engines")
     if isinstance(engines, dict):
         engines["properties"] = {**settings_schemas(), **(engines.get("properties") or {})}
+    quants = schema.get("properties", {}).get("quantizations", {}).get("additionalProperties")
+    if isinstance(quants, dict):
+        quants["allOf"] = [*quants.get("allOf", []), *entry_schemas()]
     return schema
 
 
@@ -394,16 +394,10 @@ def model_context(name: str, spec: dict) -> int | None:
 
 
 def calibrates(spec: dict) -> bool:
-    """Whether a quantization reads calibration samples (quantbench/quant/*_method.py)."""
-    method = spec.get("method")
-    if method == "gptqmodel":
-        return True
-    if method == "llmcompressor":
-        return (
-            spec.get("algorithm", "rtn") != "rtn"
-            or spec.get("scheme") in STATIC_ACTIVATION_SCHEMES
-        )
-    return False
+    """Whether a quantization reads calibration samples (its method's `calibrates`)."""
+    from quantbench.quant import get_quant_method
+
+    return get_quant_method(spec["method"]).calibrates(spec)
 
 
 def _calibration_file_exists(dataset: str) -> bool:
@@ -541,47 +535,22 @@ def check_files_and_schema(
 def check_config(
     config: dict,
     configfiles: Iterable[str | Path] = (),
-    quant_rules: Mapping[str, QuantRule] | None = None,
+    methods: Methods | None = None,
     gpus: int | None = None,
     schema: str | Path = SCHEMA,
 ) -> tuple[list[Cell], list[str]]:
     """Every parse-time check; returns the planned cells and the sweep's skipped ones (why).
     `config` is the merged config Snakemake built from `configfiles` (re-read here only to find
     what merging hides: a duplicate key); defaults are filled in place. `gpus`: the most GPUs one
-    job may get (`--resources gpu=N`), None when unknown (then not checked)."""
+    job may get (`--resources gpu=N`), None when unknown (then not checked). `methods`: the
+    registered quantization methods (quantbench.quant) unless given."""
     check_files_and_schema(config, configfiles, schema)
-    rules = dict(quant_rules) if quant_rules is not None else read_quant_rules()
-    cells, skipped = plan_cells(config, rules)
+    cells, skipped = plan_cells(config, methods)
     contexts = check_models(config)
     check_calibration(config, cells, contexts)
     check_gpus(config, cells, gpus)
     check_evaluation(config, cells)
     return cells, skipped
-
-
-def read_quant_rules(rules_dir: str | Path = RULES_DIR) -> dict[str, QuantRule]:
-    """The `register_quant_rule(...)` declarations of rules/quantize*.smk, read without
-    Snakemake (for the tests and the command line; the workflow registers them itself)."""
-    out: dict[str, QuantRule] = {}
-    for smk in sorted(Path(rules_dir).glob("quantize*.smk")):
-        text = smk.read_text()
-        for match in re.finditer(r"^register_quant_rule\(", text, re.MULTILINE):
-            start, depth = match.end() - 1, 0
-            for end in range(start, len(text)):
-                depth += {"(": 1, ")": -1}.get(text[end], 0)
-                if depth == 0:
-                    break
-            call = ast.parse(text[match.start() : end + 1], mode="eval").body
-            args = [ast.literal_eval(a) for a in call.args]
-            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-            method, fmt = (args + [kwargs.pop("format", None)])[:2]
-            out[method] = QuantRule(
-                method,
-                fmt,
-                frozenset(kwargs.get("params", ())),
-                bool(kwargs.get("weightless", False)),
-            )
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

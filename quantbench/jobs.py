@@ -57,14 +57,16 @@ def model_job(smk) -> None:
             write_json(out, {**doc, **_failure(err)})
 
 
-def quantize_job(smk, method_cls) -> None:
-    """Quantize with `method_cls` (a quantbench.quant.QuantMethod); a failure is recorded."""
+def quantize_job(smk, method_cls=None) -> None:
+    """Quantize with the entry's registered method (or `method_cls`, a
+    quantbench.quant.QuantMethod); a failure is recorded."""
     from quantbench.plan import COMMON_QUANT_KEYS
-    from quantbench.quant import run_quantization
+    from quantbench.quant import get_quant_method, run_quantization
 
     with logged(smk.log[0]):
         model = read_json(smk.input.model)
         spec = dict(smk.params.spec)
+        method_cls = method_cls or get_quant_method(spec["method"])
         out = Path(smk.output[0])
         prov = provenance(
             model=smk.wildcards.model,

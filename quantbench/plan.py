@@ -4,11 +4,13 @@ the key, the bad value and what is allowed — before any job starts."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from quantbench.compat import is_compatible, kernels
+from quantbench.compat import FORMATS, is_compatible, kernels
 from quantbench.engines import weightless_engines
 from quantbench.io import REPO_ROOT
+from quantbench.quant import DECLARE_FORMAT, DECLARE_METHOD, QuantMethod, discover
 from quantbench.status import CellKey
 
 TASK_DIR = REPO_ROOT / "data" / "tasks"
@@ -24,15 +26,8 @@ class ConfigError(ValueError):
 Cell = CellKey
 
 
-@dataclass(frozen=True)
-class QuantRule:
-    """What a quantize rule file declares about its method."""
-
-    method: str
-    format: str | None  # None: each config entry states its own `format`
-    params: frozenset = frozenset()
-    # No weights: only a dummy model on an engine that builds the tensors itself can run it.
-    weightless: bool = False
+# The registered quantization methods by name (quantbench.quant): what each declares.
+Methods = Mapping[str, type[QuantMethod]]
 
 
 def _unknown(key: str, value: str, allowed) -> ConfigError:
@@ -57,21 +52,36 @@ def available_tasks() -> list[str]:
     return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
 
 
-def quant_format(config: dict, quant: str, rules: dict[str, QuantRule]) -> str:
+def quant_format(config: dict, quant: str, methods: Methods | None = None) -> str | None:
     spec = config["quantizations"][quant]
-    # A method whose format varies per entry (prequantized) declares `format` as a parameter.
-    return spec.get("format") or rules[spec["method"]].format
+    # A method whose format varies per entry (prequantized) declares `format` as a setting.
+    return spec.get("format") or (methods or discover())[spec["method"]].format
 
 
-def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:
+def check_quantizations(config: dict, methods: Methods) -> None:
+    """Each entry's method is registered, takes the entry's keys (their types are the schema's),
+    and writes a format some engine or method declares compat rows for."""
     for name, spec in config["quantizations"].items():
         method = spec["method"]
-        if method not in rules:
-            raise _unknown(f"quantizations.{name}.method", method, rules)
-        allowed = COMMON_QUANT_KEYS | rules[method].params
+        if method not in methods:
+            err = _unknown(f"quantizations.{name}.method", method, methods)
+            raise ConfigError(f"{err}; a new method is declared in {DECLARE_METHOD}")
+        allowed = COMMON_QUANT_KEYS | set(methods[method].settings)
         for key in spec:
             if key not in allowed:
-                raise _unknown(f"quantizations.{name}: key", key, allowed)
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                raise ConfigError(
+                    f"quantizations.{name}.{key}: not a key of method {method!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                    + f"; it takes: {sorted(allowed)}"
+                )
+        fmt = quant_format(config, name, methods)
+        if fmt not in FORMATS:
+            raise ConfigError(
+                f"quantizations.{name}: no engine loads checkpoint format {fmt!r} (method "
+                f"{method!r}): declare its compat rows as {DECLARE_FORMAT}; known formats: "
+                f"{FORMATS}"
+            )
 
 
 # Engines that build a quantized model's tensors themselves (--load-format dummy): each
@@ -79,10 +89,10 @@ def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:
 WEIGHTLESS_ENGINES = weightless_engines()
 
 
-def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:
+def check_cell(config: dict, cell: Cell, methods: Methods, where: str) -> str | None:
     """None if the cell can run; else why not."""
     method = config["quantizations"][cell.quantization]["method"]
-    if rules[method].weightless:
+    if methods[method].weightless:
         source = config["models"][cell.model].get("source")
         if cell.engine not in WEIGHTLESS_ENGINES or source != "dummy":
             return (
@@ -91,7 +101,7 @@ def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str
                 f"on a dummy model with {sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} "
                 f"(source {source}) with {cell.engine}"
             )
-    fmt = quant_format(config, cell.quantization, rules)
+    fmt = quant_format(config, cell.quantization, methods)
     kernel = config["quantizations"][cell.quantization].get("kernel")
     if not is_compatible(fmt, cell.engine, kernel):
         offered = kernels(fmt, cell.engine)
@@ -118,10 +128,12 @@ def cell_engine_settings(engine: dict, cell: dict) -> dict:
     return settings
 
 
-def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], list[str]]:
+def plan_cells(config: dict, methods: Methods | None = None) -> tuple[list[Cell], list[str]]:
     """Cells of the sweep's cross-product that can run (the others are listed as skipped, with
-    why), plus every explicit cell, each of which must be valid."""
-    check_quantizations(config, rules)
+    why), plus every explicit cell, each of which must be valid. `methods`: the registered
+    quantization methods unless given."""
+    methods = discover() if methods is None else methods
+    check_quantizations(config, methods)
     engines = set(config["engines"])
     for task in config.get("evaluation", {}).get("tasks", []):
         if task not in available_tasks():
@@ -132,7 +144,7 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
             for quant in _names(config, "quantizations"):
                 for engine in _names(config, "engines"):
                     cell = Cell(model, quant, engine)
-                    why = check_cell(config, cell, rules, "sweep")
+                    why = check_cell(config, cell, methods, "sweep")
                     (skipped.append(why) if why else cells.append(cell))
     listed: dict[tuple, int] = {}
     for i, entry in enumerate(config.get("cells", [])):
@@ -158,7 +170,7 @@ def plan_cells(config: dict, rules: dict[str, QuantRule]) -> tuple[list[Cell], l
                 "a cell runs a subset of them"
             )
         cell = CellKey.of(entry)
-        why = check_cell(config, cell, rules, where)
+        why = check_cell(config, cell, methods, where)
         if why:
             raise ConfigError(why)
         if cell not in cells:

@@ -23,7 +23,9 @@ _rules_dir = str(workflow.current_basedir.get_path_or_uri(secret_free=True))
 if os.path.isdir(_rules_dir):
     os.environ.update(QUANTBENCH_ROOT=str(Path(_rules_dir).resolve().parent))
 
-from quantbench.plan import ConfigError, QuantRule, cell_engine_settings, plan_cells
+from quantbench.plan import ConfigError, cell_engine_settings, quant_format
+
+from quantbench.quant import get_quant_method
 
 from quantbench.config_check import check_config, check_files_and_schema
 
@@ -57,14 +59,6 @@ REPORT_TABLES = [
     "checkpoints",
     "capacity",
 ]
-QUANT_RULES = {}
-
-
-def register_quant_rule(method, format, params=(), weightless=False):
-    """Declare a quantize rule's method, its checkpoint format and its config keys; a
-    weightless method writes a layout the served engine fills (`--load-format dummy`).
-    """
-    QUANT_RULES[method] = QuantRule(method, format, frozenset(params), weightless)
 
 
 def quants_of(method):
@@ -86,7 +80,7 @@ wildcard_constraints:
 def plan():
     try:
         cells, skipped = check_config(
-            config, workflow.configfiles, QUANT_RULES, gpus=MAX_GPUS, schema=SCHEMA
+            config, workflow.configfiles, gpus=MAX_GPUS, schema=SCHEMA
         )
     except ConfigError as err:
         raise WorkflowError(f"config error: {err}") from None
@@ -104,6 +98,17 @@ def cell_path(kind, name, cells=None):
 
 def quant_params(wildcards):
     return config["quantizations"][wildcards.quant]
+
+
+def quant_format_of(wildcards):
+    """The checkpoint format the quantization's method declares (or its entry states)."""
+    return quant_format(config, wildcards.quant)
+
+
+def quant_env(wildcards):
+    """The environment the quantization's method declares (`environment` on its class)."""
+    method = config["quantizations"][wildcards.quant]["method"]
+    return f"../envs/{get_quant_method(method).environment.name}.yaml"
 
 
 def cell_options(wildcards):

@@ -15,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.config_check import (
-    check_config,
-    load_config_file,
-    merge_configs,
-    read_quant_rules,
-)
+from quantbench.config_check import check_config, load_config_file, merge_configs
 from quantbench.plan import ConfigError
+from quantbench.quant import discover
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "bad_configs"
@@ -44,7 +40,7 @@ def header(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def rules():
-    return read_quant_rules()
+    return discover()
 
 
 def refusal(path: Path, rules) -> str:
@@ -62,9 +58,10 @@ def test_the_corpus_has_at_least_70_bad_configs():
         assert meta.get("expect") and meta.get("fix"), f"{path.name}: no expect/fix header"
 
 
-def test_the_quant_rules_are_read_from_the_rule_files(rules):
+def test_the_quant_methods_are_declared_by_their_classes(rules):
     assert {"bf16", "llmcompressor", "gguf", "gptqmodel", "prequantized", "layout"} <= set(rules)
-    assert rules["llmcompressor"].params == {"scheme", "algorithm", "ignore", "bits", "group_size"}
+    llmc = set(rules["llmcompressor"].settings)
+    assert llmc == {"scheme", "algorithm", "ignore", "bits", "group_size"}
     assert rules["layout"].weightless and rules["prequantized"].format is None
 
 
@@ -150,6 +147,7 @@ def snakemake_n(configfile: Path, workdir: Path, *extra: str) -> subprocess.Comp
         "typo_vllm_max_model_len",  # checked before the rules read the config
         "dup_top_level_key",  # re-read from workflow.configfiles
         "dummy_unknown_arch",  # checked in plan()
+        "unregistered_method",  # the quantization method registry, in plan()
         "dup_cell_different",
         "tp_beyond_gpus_engine",  # --resources gpu=1, read from workflow.global_resources
     ],

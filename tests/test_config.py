@@ -9,7 +9,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from quantbench.engines.launch import build_launch
-from quantbench.plan import Cell, ConfigError, QuantRule, cell_engine_settings, plan_cells
+from quantbench.plan import Cell, ConfigError, cell_engine_settings, plan_cells
+from quantbench.quant import QuantMethod, discover
 from tests.schema_file import full_schema_file
 from tests.test_bad_configs import LENT_GPU_CONFIGS
 from tests.test_e2e import dry_run
@@ -17,15 +18,16 @@ from tests.test_e2e import dry_run
 ROOT = Path(__file__).resolve().parent.parent
 # The schema as the workflow checks it: the file plus each engine's declared settings.
 SCHEMA = full_schema_file()
-RULES = {
-    "bf16": QuantRule("bf16", "bf16"),
-    "llmcompressor": QuantRule(
-        "llmcompressor",
-        "compressed-tensors",
-        frozenset({"scheme", "algorithm", "ignore", "bits", "group_size"}),
-    ),
-    "autoawq": QuantRule("autoawq", "awq"),
-}
+
+
+class AutoAWQ(QuantMethod):
+    """An unregistered method writing a known format (awq), for the compatibility checks."""
+
+    format = "awq"
+
+
+# The registered quantization methods (quantbench/quant/), and that one.
+RULES = {**discover(), "autoawq": AutoAWQ}
 
 
 @pytest.fixture
@@ -84,7 +86,10 @@ def test_unknown_quant_method_suggests_the_close_one(config):
 def test_unknown_method_parameter(config):
     config["quantizations"]["fp8-dynamic"]["groupsize"] = 64
     validate(config, schema=SCHEMA)
-    with pytest.raises(ConfigError, match=r"quantizations\.fp8-dynamic: key.*'groupsize'"):
+    with pytest.raises(
+        ConfigError, match=r"quantizations\.fp8-dynamic\.groupsize: not a key of method "
+        r"'llmcompressor' \(did you mean 'group_size'\?\)"
+    ):
         plan_cells(config, RULES)
 
 

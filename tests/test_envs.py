@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import inspect
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from quantbench.engines import discover
+from quantbench.quant import discover as quant_methods
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -148,39 +150,14 @@ def _entry_trees(script: Path) -> list[ast.AST]:
     return trees
 
 
-# Functions that import modules only to register what they define (every quant method, so a
-# name resolves): what those modules import at their top level counts, not their functions.
-REGISTRY_FUNCS = {"get_quant_method"}
-
-
-def _split_registry(tree: ast.AST) -> tuple[ast.AST, list[str]]:
-    """The module without its registry functions, and the modules those import."""
-    if not isinstance(tree, ast.Module):
-        return tree, []
-    keep, registered = [], []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name in REGISTRY_FUNCS:
-            registered += [n for n in _imports(node) if n.startswith("quantbench.")]
-        else:
-            keep.append(node)
-    return ast.Module(body=keep, type_ignores=[]), registered
-
-
 def third_party_imports(script: Path) -> dict[str, str]:
     """Top-level third-party module -> the quantbench module that imports it."""
     found: dict[str, str] = {}
-    todo = [(t, script.name, False) for t in _entry_trees(script)]
-    seen: set[tuple[str, bool]] = {("quantbench.jobs", False)}
+    todo = [(t, script.name) for t in _entry_trees(script)]
+    seen: set[str] = {"quantbench.jobs"}
     while todo:
-        tree, where, shallow = todo.pop()
-        if shallow:  # a registered module: its top-level imports only
-            tree = ast.Module(
-                body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
-                type_ignores=[],
-            )
-        tree, registered = _split_registry(tree)
-        edges = [(n, shallow) for n in _imports(tree)] + [(n, True) for n in registered]
-        for name, shallow_edge in edges:
+        tree, where = todo.pop()
+        for name in _imports(tree):
             top = name.split(".")[0]
             if top == "quantbench":
                 # the package and each parent package along the way
@@ -188,16 +165,17 @@ def third_party_imports(script: Path) -> dict[str, str]:
                 for i in range(1, len(parts) + 1):
                     mod = ".".join(parts[:i])
                     path = _module_file(mod)
-                    key = (mod, shallow_edge)
-                    if path and key not in seen and (mod, False) not in seen:
-                        seen.add(key)
-                        todo.append((ast.parse(path.read_text()), mod, key[1]))
+                    if path and mod not in seen:
+                        seen.add(mod)
+                        todo.append((ast.parse(path.read_text()), mod))
             elif top not in STDLIB and top not in NOT_NEEDED:
                 found.setdefault(top, where)
     return found
 
 
 RULE = re.compile(r"^rule (\w+):", re.M)
+# The quantization methods: each one's quantize job runs in the environment it declares.
+QUANT_METHODS = [cls for _, cls in sorted(quant_methods().items())]
 # Every engine package's environment, transformers (the in-process engine) first.
 ENGINE_ENVS = ["transformers", *sorted(set(discover()) - {"transformers"})]
 
@@ -219,6 +197,13 @@ def rule_envs() -> list[tuple[str, Path, Path]]:
                 envs = [f"envs/{e}.yaml" for e in ENGINE_ENVS]
             elif conda == "eval_env":
                 envs = ["envs/eval.yaml"] + [f"envs/{e}.yaml" for e in ENGINE_ENVS[1:]]
+            elif conda == "quant_env":  # per method; each method's module in its own env
+                envs = sorted({f"envs/{m.environment.name}.yaml" for m in QUANT_METHODS})
+                out += [
+                    (f"quantize_{m.name}", ROOT / f"envs/{m.environment.name}.yaml",
+                     Path(inspect.getfile(m)))
+                    for m in QUANT_METHODS
+                ]  # fmt: skip
             else:
                 raise AssertionError(f"{smk.name}: rule {name}: unknown conda: {conda}")
             out += [(name, ROOT / env, ROOT / script) for env in envs]

@@ -10,7 +10,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from quantbench.compat import COMPAT, FORMATS
-from quantbench.plan import Cell, QuantRule, plan_cells
+from quantbench.plan import Cell, ConfigError, plan_cells
+from quantbench.quant import discover
 from tests.schema_file import full_schema_file
 from tests.test_e2e import dry_run
 
@@ -18,16 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The schema as the workflow checks it: the file plus each engine's declared settings.
 SCHEMA = full_schema_file()
 EXAMPLE = ROOT / "config" / "examples" / "quant_methods.yaml"
-# What the rule files declare (rules/quantize*.smk).
-RULES = {
-    "bf16": QuantRule("bf16", "bf16"),
-    "llmcompressor": QuantRule(
-        "llmcompressor", "compressed-tensors", frozenset({"scheme", "algorithm", "ignore"})
-    ),
-    "gguf": QuantRule("gguf", "gguf", frozenset({"type", "fallback_pre_tokenizer"})),
-    "gptqmodel": QuantRule("gptqmodel", "gptq", frozenset({"bits", "group_size"})),
-    "prequantized": QuantRule("prequantized", None, frozenset({"id", "revision", "format"})),
-}
+# What the quantization methods declare (quantbench/quant/).
+RULES = discover()
 
 
 @pytest.fixture
@@ -37,12 +30,14 @@ def config():
     return cfg
 
 
-def test_every_rule_format_is_in_the_compat_table():
-    declared = {r.format for r in RULES.values() if r.format} | {"awq", "gptq", "fp8"}
-    assert declared <= set(FORMATS)
-    # Every format is loadable by the in-process engine and by vLLM.
+def test_every_declared_format_is_in_the_compat_table():
+    declared = {r.format for r in RULES.values() if r.format}
+    for r in RULES.values():  # a method whose entries state their format: each one it allows
+        declared |= set(r.settings.get("format", {}).get("enum", []))
+    assert declared == set(FORMATS)
+    # Every format is loadable by the in-process engine.
     for fmt in FORMATS:
-        assert (fmt, "transformers") in COMPAT and (fmt, "vllm") in COMPAT
+        assert (fmt, "transformers") in COMPAT
 
 
 def test_prequantized_format_is_required_and_validated(config):
@@ -75,7 +70,7 @@ def test_kernel_is_an_axis_checked_against_the_declared_format(config):
 
 def test_format_is_a_key_only_prequantized_takes(config):
     config["quantizations"]["fp8-dynamic"]["format"] = "fp8"
-    with pytest.raises(ValueError, match=r"quantizations\.fp8-dynamic: key.*'format'"):
+    with pytest.raises(ConfigError, match=r"quantizations\.fp8-dynamic\.format: not a key of"):
         plan_cells(config, RULES)
 
 
@@ -87,21 +82,20 @@ def test_the_example_config_plans_every_method(tmp_path):
 
 
 def test_a_weightless_layout_runs_only_on_dummy_models_with_served_engines(config):
-    rules = {**RULES, "layout": QuantRule("layout", None, frozenset({"format", "bits"}), True)}
     config["quantizations"]["awq-layout"] = {
         "method": "layout",
         "format": "awq",
         "kernel": "awq_marlin",
     }
     config["sweep"]["quantizations"].append("awq-layout")
-    cells, skipped = plan_cells(config, rules)
-    assert not [c for c in cells if c.quant == "awq-layout"]  # tiny-qwen3 has weights
+    cells, skipped = plan_cells(config, RULES)
+    assert not [c for c in cells if c.quantization == "awq-layout"]  # tiny-qwen3 has weights
     assert any("weightless layout" in why and "tiny-qwen3" in why for why in skipped)
     config["cells"] = [{"model": "qwen3-8b", "quantization": "awq-layout", "engine": "vllm"}]
-    assert Cell("qwen3-8b", "awq-layout", "vllm") in plan_cells(config, rules)[0]
+    assert Cell("qwen3-8b", "awq-layout", "vllm") in plan_cells(config, RULES)[0]
     config["cells"][0]["engine"] = "transformers"  # builds no tensors from a layout
     with pytest.raises(ValueError, match=r"cells\[0\]: awq-layout is a weightless layout"):
-        plan_cells(config, rules)
+        plan_cells(config, RULES)
 
 
 @pytest.mark.parametrize(
@@ -126,3 +120,39 @@ def test_layout_writes_the_published_quantization_config_and_no_weights(tmp_path
     (src / "model.safetensors").write_bytes(b"x")  # a model with weights: quantize it for real
     with pytest.raises(ValueError, match="for dummy models"):
         Layout({"format": fmt}).quantize(src, tmp_path / "again", {})
+
+
+def test_a_methods_format_rows_join_the_engines_and_must_agree(monkeypatch):
+    from quantbench import compat, quant
+
+    class NewFormat(quant.QuantMethod):
+        format = "exl2"
+        compat = {"exl2": {"vllm": ("exl2_kernel",)}}
+
+    monkeypatch.setitem(quant.QUANT_METHODS, "exl2", NewFormat)
+    rows = compat.merged_rows()
+    assert rows[("exl2", "vllm")] == ["exl2_kernel"]
+    assert rows[("awq", "vllm")] == COMPAT[("awq", "vllm")]  # the engines' rows stay
+
+    class Clash(quant.QuantMethod):
+        compat = {"awq": {"vllm": ("awq",)}}  # vLLM declares awq_marlin first
+
+    monkeypatch.setitem(quant.QUANT_METHODS, "clash", Clash)
+    with pytest.raises(ValueError, match=r"\('awq', 'vllm'\) is declared by engine 'vllm'"):
+        compat.merged_rows()
+
+
+def test_a_format_without_rows_is_refused_naming_where_to_declare_them(config):
+    from quantbench.quant import QuantMethod
+
+    class NoRows(QuantMethod):
+        format = "exl2"
+
+    config["quantizations"]["exl2-q"] = {"method": "exl2"}
+    with pytest.raises(
+        ConfigError,
+        match=r"quantizations\.exl2-q: no engine loads checkpoint format 'exl2' \(method "
+        r"'exl2'\): declare its compat rows as `compat` on the quantization method's class "
+        r"\(quantbench/quant/<module>\.py\)",
+    ):
+        plan_cells(config, {**RULES, "exl2": NoRows})

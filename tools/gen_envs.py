@@ -15,17 +15,13 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# env file: (python, extras, comment); each engine package declares its own (engine_envs).
+# env file: (python, extras, comment); each engine package declares its own (engine_envs), each
+# quantization method the one its quantize job runs in (quant_envs; transformers among them).
 # Engines' environments also run their evaluate jobs, so the vllm/sglang extras carry lm-eval.
 ENVS = {
-    "transformers": ("3.11", ["transformers"],
-                     "Model, serve/benchmark with the Transformers engine, aggregate, report."),
-    "quantize": ("3.11", ["quantize"], "llm-compressor checkpoints (pins transformers<=5.17)."),
     "eval": ("3.11", ["eval"], "lm-evaluation-harness for the Transformers engine's cells."),
-    "gguf": ("3.11", ["gguf"], "GGUF: llama.cpp's converter and llama-quantize (built here)."),
-    "gptqmodel": ("3.11", ["gptqmodel"], "GPTQModel pulls transformers 5.23: its own env."),
 }
-CONDA_EXTRA = {"gguf": ["cmake>=3.14", "make", "cxx-compiler"]}
+CONDA_EXTRA: dict[str, list[str]] = {}
 
 
 def engine_envs() -> None:
@@ -42,6 +38,25 @@ def engine_envs() -> None:
                 CONDA_EXTRA[name] = list(conda[0])
 
 
+def quant_envs() -> None:
+    """Each quantization method's environment (`environment` on its class, a QuantEnv), added
+    to ENVS; methods that share one must declare the same recipe."""
+    sys.path.insert(0, str(ROOT))
+    from quantbench.quant import discover
+
+    for name, cls in sorted(discover().items()):
+        env = cls.environment
+        recipe = (env.python, list(env.extras), env.comment)
+        if ENVS.setdefault(env.name, recipe) != recipe:
+            raise SystemExit(
+                f"quantization method {name!r} declares envs/{env.name}.yaml as {recipe}, "
+                f"another declaration as {ENVS[env.name]}: make them one QuantEnv"
+            )
+        if env.conda:
+            CONDA_EXTRA[env.name] = list(env.conda)
+
+
+quant_envs()
 engine_envs()
 # The driver's Snakemake reaches every job through its script search path: not installed again.
 SKIP = {"snakemake"}

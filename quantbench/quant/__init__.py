@@ -1,19 +1,37 @@
-"""Quantization methods, one registered class each (lm-eval style registry).
+"""Quantization methods, one registered class each (lm-eval style registry), found by looking:
+every module of this package that defines a method registers it with
+`@register_quant_method(name)`.
 
-A method turns a BF16 checkpoint directory into a checkpoint directory an engine loads, and
-declares the checkpoint *format* so the compatibility table can decide which engines load it.
+A method turns a BF16 checkpoint directory into a checkpoint directory an engine loads. Its class
+declares, once, what the workflow reads before any job runs: the checkpoint *format* it writes
+(the compatibility table's key), its config keys with their types (the schema of a
+`quantizations.<name>` entry naming it), whether it is weightless, the environment its quantize
+job runs in (tools/gen_envs.py), and for a format no engine declares, that format's compat rows.
+Adding a method is a module here, a few-line rules/quantize_<method>.smk and a config entry
+(docs/adding-a-quant.md).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from quantbench.io import write_json
 from quantbench.status import Status
 
 QUANT_METHODS: dict[str, type[QuantMethod]] = {}
+_discovered = False
+# Where a method or a format's rows are declared, for the messages that ask for them.
+DECLARE_METHOD = "quantbench/quant/<module>.py (@register_quant_method)"
+DECLARE_FORMAT = (
+    "`compat` on the quantization method's class (quantbench/quant/<module>.py) or on an engine "
+    "that loads it (quantbench/engines/<engine>/)"
+)
 
 
 def register_quant_method(name: str):
@@ -25,33 +43,78 @@ def register_quant_method(name: str):
     return wrap
 
 
-def get_quant_method(name: str) -> type[QuantMethod]:
-    # Importing the modules registers the built-in methods.
-    from quantbench.quant import (  # noqa: F401
-        gguf_method,
-        gptqmodel_method,
-        layout,
-        llmcompressor_method,
-        passthrough,
-        prequantized,
-    )
+def discover() -> dict[str, type[QuantMethod]]:
+    """Import every module of this package; each method module registers its class."""
+    global _discovered
+    if not _discovered:
+        for info in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{info.name}")
+        _discovered = True
+    return QUANT_METHODS
 
+
+def get_quant_method(name: str) -> type[QuantMethod]:
     try:
-        return QUANT_METHODS[name]
+        return discover()[name]
     except KeyError:
         raise KeyError(
-            f"unknown quantization method {name!r}; known: {sorted(QUANT_METHODS)}"
+            f"unknown quantization method {name!r}; known: {sorted(QUANT_METHODS)} "
+            f"(a method is declared in {DECLARE_METHOD})"
         ) from None
 
 
-class QuantMethod:
-    """A quantizer. Its checkpoint format (the compatibility table's key) is declared by its
-    quantize rule, where the workflow can read it before any job runs."""
+@dataclass(frozen=True)
+class QuantEnv:
+    """The conda environment a method's quantize job runs in (envs/<name>.yaml under
+    `--sdm conda`), as tools/gen_envs.py writes it: core dependencies plus pyproject extras."""
 
-    name = "base"
+    name: str
+    extras: tuple[str, ...]
+    comment: str
+    python: str = "3.11"
+    conda: tuple[str, ...] = ()
+
+
+# The workflow's own environment (model, aggregate, the Transformers engine).
+TRANSFORMERS_ENV = QuantEnv(
+    "transformers",
+    ("transformers",),
+    "Model, serve/benchmark with the Transformers engine, aggregate, report.",
+)
+
+
+class QuantMethod:
+    """A quantizer. Subclasses declare:
+
+    - `format`: the checkpoint format it writes (a key of quantbench.compat); None when each
+      config entry states its own (`format` is then one of its `settings`);
+    - `settings`: its config keys besides `method`, `kernel` and `reference_quant`, as
+      JSON-schema properties (type, enum, default, description), and `required_settings`;
+    - `weightless`: it writes a layout without weights, which only a dummy model on an engine
+      that builds the tensors itself runs;
+    - `environment`: the QuantEnv its quantize job runs in;
+    - `packages`: distributions whose versions shape its output (for the manifest);
+    - `compat`: for a format no engine declares, its rows: format -> engine -> kernels (the
+      default first), merged with the engines' in quantbench.compat.
+    """
+
+    name: ClassVar[str] = "base"  # set by @register_quant_method
+    description: ClassVar[str] = ""
+    format: ClassVar[str | None] = None
+    settings: ClassVar[dict[str, dict]] = {}
+    required_settings: ClassVar[tuple[str, ...]] = ()
+    weightless: ClassVar[bool] = False
+    environment: ClassVar[QuantEnv] = TRANSFORMERS_ENV
+    packages: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    compat: ClassVar[dict[str, dict[str, tuple[str, ...]]]] = {}
 
     def __init__(self, params: dict):
         self.params = params
+
+    @classmethod
+    def calibrates(cls, params: dict) -> bool:
+        """Whether quantizing with these parameters reads calibration samples."""
+        return False
 
     def quantize(self, src: Path, dst: Path, calibration: dict) -> dict:
         """Write the quantized checkpoint into `dst`; return facts: scheme, weight_bits,
@@ -59,9 +122,6 @@ class QuantMethod:
         used in place instead of written to `dst`; `setup_seconds` spent on one-off tool set-up
         (not quantization time)."""
         raise NotImplementedError
-
-    # Distributions whose versions shape this method's output, for the manifest.
-    packages: tuple[str, ...] = ("torch", "transformers")
 
     def versions(self) -> dict:
         from importlib.metadata import PackageNotFoundError, version
@@ -73,6 +133,30 @@ class QuantMethod:
             except PackageNotFoundError:
                 out[name] = None
         return out
+
+
+def entry_schemas() -> list[dict]:
+    """One `if method is M then M's settings` clause per method, for the schema's
+    `quantizations` entries: types, enums, defaults and required keys of each method's own
+    settings (which keys it takes at all is checked by quantbench.plan)."""
+    out = []
+    for name, cls in sorted(discover().items()):
+        then: dict = {"properties": dict(cls.settings)}
+        if cls.required_settings:
+            then["required"] = list(cls.required_settings)
+        is_method = {"properties": {"method": {"const": name}}, "required": ["method"]}
+        out.append({"if": is_method, "then": then})
+    return out
+
+
+def compat_rows() -> dict[tuple[str, str], list[str]]:
+    """(checkpoint format, engine) -> kernels, as the methods declare for their own formats."""
+    return {
+        (fmt, engine): list(kernels)
+        for _, cls in sorted(discover().items())
+        for fmt, engines in cls.compat.items()
+        for engine, kernels in engines.items()
+    }
 
 
 def load_bf16_model(src: Path, seed: int = 0):

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quantbench.quant import QuantMethod, ensure_weights, register_quant_method
+from quantbench.quant import QuantEnv, QuantMethod, ensure_weights, register_quant_method
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist's vendor/llama.cpp is the tree used
 # Types convert_hf_to_gguf.py writes itself (no compiled tool needed).
@@ -144,6 +144,27 @@ class GGUF(QuantMethod):
     """params: type (Q8_0, Q4_K_M, ...: llama.cpp's names), fallback_pre_tokenizer (used only
     for a BPE tokenizer llama.cpp does not recognise, e.g. `gpt-2` for the tiny model's)."""
 
+    format = "gguf"
+    settings = {
+        "type": {
+            "type": "string",
+            "enum": list(TYPE_FACTS),
+            "default": "Q8_0",
+            "description": "gguf: llama.cpp quantization type (F16, BF16, Q8_0 need no compiled "
+            "tool)",
+        },
+        "fallback_pre_tokenizer": {
+            "type": "string",
+            "description": "gguf: llama.cpp pre-tokenizer for a BPE tokenizer it does not "
+            "recognise (gpt-2 for the tiny model)",
+        },
+    }
+    environment = QuantEnv(
+        "gguf",
+        ("gguf",),
+        "GGUF: llama.cpp's converter and llama-quantize (built here).",
+        conda=("cmake>=3.14", "make", "cxx-compiler"),
+    )
     packages = ("torch", "transformers", "gguf")
 
     def quantize(self, src, dst, calibration):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from quantbench.quant import QuantMethod, ensure_weights, register_quant_method
+from quantbench.quant import QuantEnv, QuantMethod, ensure_weights, register_quant_method
 from quantbench.quant.calibration import calibration_facts, calibration_token_ids
 
 
@@ -20,7 +20,24 @@ class GPTQModelMethod(QuantMethod):
     """params: bits (2, 3, 4, 8; default 4), group_size (default 128), desc_act (act-order,
     default false), sym (default true)."""
 
+    format = "gptq"
+    settings = {
+        "bits": {"type": "integer", "enum": [2, 3, 4, 8], "default": 4,
+                 "description": "gptqmodel: weight bits"},
+        "group_size": {"type": "integer", "minimum": -1, "default": 128,
+                       "description": "gptqmodel: group size (-1: per channel)"},
+        "desc_act": {"type": "boolean", "default": False,
+                     "description": "gptqmodel: activation order"},
+        "sym": {"type": "boolean", "default": True, "description": "gptqmodel: symmetric"},
+    }  # fmt: skip
+    environment = QuantEnv(
+        "gptqmodel", ("gptqmodel",), "GPTQModel pulls transformers 5.23: its own env."
+    )
     packages = ("torch", "transformers", "gptqmodel")
+
+    @classmethod
+    def calibrates(cls, params):
+        return True
 
     def quantize(self, src, dst, calibration):
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1))

@@ -45,6 +45,18 @@ LAYOUTS = {
 class Layout(QuantMethod):
     """params: `format` (awq | fp8 | gptq); for gptq, `bits` (4 or 8)."""
 
+    format = None  # the entry's own `format`
+    settings = {
+        "format": {
+            "type": "string",
+            "enum": sorted(LAYOUTS),
+            "description": "layout: the published checkpoint format whose layout is written",
+        },
+        "bits": {"type": "integer", "enum": [2, 3, 4, 8], "description": "layout (gptq): bits"},
+    }
+    required_settings = ("format",)
+    weightless = True
+
     def quantize(self, src: Path, dst: Path, calibration: dict) -> dict:
         fmt = self.params["format"]
         if fmt not in LAYOUTS:

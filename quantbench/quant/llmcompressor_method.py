@@ -10,10 +10,17 @@ destructive setting for showing what the quality gate calls a collapse.
 
 from __future__ import annotations
 
-from quantbench.quant import QuantMethod, load_bf16_model, register_quant_method
+from quantbench.quant import QuantEnv, QuantMethod, load_bf16_model, register_quant_method
 from quantbench.quant.calibration import calibration_dataset, calibration_facts
 
 ALGORITHMS = ("rtn", "gptq", "awq")
+# compressed-tensors presets with static activation scales: calibrated even with rtn
+# (compressed_tensors.quantization.preset_name_to_scheme(s).input_activations.dynamic is False).
+STATIC_ACTIVATION_SCHEMES = frozenset({"FP8"})
+SCHEMES = [
+    "FP8_DYNAMIC", "FP8_BLOCK", "FP8", "W8A16", "W4A16", "W4A16_ASYM", "W8A8", "INT8", "W4AFP8",
+    "NVFP4A16", "NVFP4", "MXFP4A16",
+]  # fmt: skip
 
 
 def resolve_scheme(scheme: str, bits: int | None = None, group_size: int | None = None):
@@ -114,7 +121,49 @@ class LLMCompressor(QuantMethod):
     W4A16_ASYM, W8A8, ...), algorithm (rtn | gptq | awq), ignore (module names kept in BF16),
     bits and group_size (override the preset's integer weights; group_size -1: per channel)."""
 
+    format = "compressed-tensors"
+    settings = {
+        "scheme": {
+            "type": "string",
+            "enum": SCHEMES,
+            "description": "llmcompressor: a compressed-tensors preset scheme",
+        },
+        "algorithm": {
+            "type": "string",
+            "enum": list(ALGORITHMS),
+            "default": "rtn",
+            "description": "llmcompressor: rtn (round to nearest), gptq or awq",
+        },
+        "ignore": {
+            "type": "array",
+            "items": {"type": "string"},
+            "default": ["lm_head"],
+            "description": "llmcompressor: modules kept in BF16",
+        },
+        "bits": {
+            "type": "integer",
+            "enum": [2, 3, 4, 8],
+            "description": "llmcompressor: weight bits (overrides the scheme's integer weights)",
+        },
+        "group_size": {
+            "type": "integer",
+            "minimum": -1,
+            "description": "llmcompressor: group size (overrides the scheme's; -1: per channel)",
+        },
+    }
+    required_settings = ("scheme",)
+    environment = QuantEnv(
+        "quantize", ("quantize",), "llm-compressor checkpoints (pins transformers<=5.17)."
+    )
     packages = ("torch", "transformers", "llmcompressor", "compressed-tensors")
+
+    @classmethod
+    def calibrates(cls, params):
+        # Data-dependent: GPTQ and AWQ, and any scheme with static activation scales.
+        return (
+            params.get("algorithm", "rtn") != "rtn"
+            or params.get("scheme") in STATIC_ACTIVATION_SCHEMES
+        )
 
     def quantize(self, src, dst, calibration):
         import torch

@@ -90,6 +90,18 @@ class Prequantized(QuantMethod):
     """params: id (Hub id or local directory), format (awq | gptq | fp8 | compressed-tensors),
     revision."""
 
+    format = None  # the entry's own `format`, verified against config.json at run time
+    settings = {
+        "id": {"type": "string", "description": "prequantized: Hub repo id or local directory"},
+        "revision": {"type": "string", "description": "prequantized: Hub revision"},
+        "format": {
+            "type": "string",
+            "enum": list(dict.fromkeys(QUANT_METHOD_FORMATS.values())),
+            "description": "prequantized: the checkpoint's format (verified against config.json "
+            "quantization_config.quant_method)",
+        },
+    }
+    required_settings = ("id", "format")
     packages = ("transformers", "huggingface_hub")
 
     def quantize(self, src, dst, calibration):
