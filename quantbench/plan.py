@@ -81,25 +81,39 @@ def check_quantizations(config: dict, rules: dict[str, QuantRule]) -> None:
 WEIGHTLESS_ENGINES = weightless_engines()
 
 
+def engine_kind(config: dict, engine: str) -> str:
+    """The registered engine an engine instance runs: its `kind`, by default its name (the
+    schema check fills it in). Paths, wildcards and tables use the instance's name; what the
+    engine can do (formats, kernels, scenarios, weightless loading) is its kind's."""
+    settings = config["engines"].get(engine)
+    return (settings or {}).get("kind", engine) if isinstance(settings, dict) else engine
+
+
+def _engine_label(engine: str, kind: str) -> str:
+    return repr(engine) if engine == kind else f"{engine!r} (kind {kind})"
+
+
 def check_cell(config: dict, cell: Cell, rules: dict[str, QuantRule], where: str) -> str | None:
     """None if the cell can run; else why not."""
+    kind = engine_kind(config, cell.engine)
+    label = _engine_label(cell.engine, kind)
     method = config["quantizations"][cell.quant]["method"]
     if rules[method].weightless:
         source = config["models"][cell.model].get("source")
-        if cell.engine not in WEIGHTLESS_ENGINES or source != "dummy":
+        if kind not in WEIGHTLESS_ENGINES or source != "dummy":
             return (
                 f"{where}: {cell.quant} is a weightless layout (method {method}): it runs only "
-                f"on a dummy model with {sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} "
-                f"(source {source}) with {cell.engine}"
+                f"on a dummy model with engines of kind {sorted(WEIGHTLESS_ENGINES)}, not on "
+                f"{cell.model} (source {source}) with {label}"
             )
     fmt = quant_format(config, cell.quant, rules)
     kernel = config["quantizations"][cell.quant].get("kernel")
-    if not is_compatible(fmt, cell.engine, kernel):
-        offered = kernels(fmt, cell.engine)
+    if not is_compatible(fmt, kind, kernel):
+        offered = kernels(fmt, kind)
         if not offered:
-            return f"{where}: engine {cell.engine!r} cannot load format {fmt!r} ({cell.quant})"
+            return f"{where}: engine {label} cannot load format {fmt!r} ({cell.quant})"
         return (
-            f"{where}: engine {cell.engine!r} has no kernel {kernel!r} for format {fmt!r}; "
+            f"{where}: engine {label} has no kernel {kernel!r} for format {fmt!r}; "
             f"set quantizations.{cell.quant}.kernel to one of {offered}"
         )
     return None
