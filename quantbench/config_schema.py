@@ -273,8 +273,9 @@ def check_engine_keys(config: dict, base: dict) -> None:
                 continue
             others = [k for k, s in kinds.items() if key in s.get("properties", {})]
             hint = f" (a setting of {', '.join(others)})" if others else did_you_mean(key, props)
+            of_kind = "" if name == kind else f" for an engine of kind {kind}"
             raise ConfigError(
-                f"engines.{name}.{key}: unknown key for an engine of kind {kind}{hint}; "
+                f"engines.{name}.{key}: unknown key{of_kind}{hint}; "
                 f"engines.{name} takes: {', '.join(props)}"
             )
 
