@@ -2,9 +2,10 @@
 (rules/common.smk) and the tests both call: each refusal is one short `ConfigError` that names
 the key, what is wrong and what is allowed or how to fix it, raised before any job runs.
 
-In order: the config files themselves (a duplicate key, or a YAML error, with file and line),
-unknown keys (with the allowed keys and a did-you-mean, instead of a schema dump), the schema
-(types, enums, ranges: one line naming the key path; defaults are filled in), the plan of cells
+In order: the config files themselves (a duplicate key, or a YAML error, with file and line:
+quantbench.config_files), each engine instance's kind and settings, unknown keys (with the
+allowed keys and a did-you-mean, instead of a schema dump) and the schema (types, enums, ranges:
+one line naming the key path; defaults are filled in: quantbench.config_schema), the plan of cells
 (`quantbench.plan`), then what the schema cannot see: model sources (an unknown `arch`, a missing
 local directory), the calibration file and its `seq_len` against the model's context, GPUs per
 job against `--resources gpu=N`, and the names `evaluation` refers to.
@@ -18,15 +19,13 @@ names the file and line of a YAML syntax error, which Snakemake's own message do
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping
-from functools import cache
+from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
+from quantbench.config_files import load_config_file, merge_configs
+from quantbench.config_schema import SCHEMA, check_schema, did_you_mean, load_schema
 from quantbench.io import REPO_ROOT
 from quantbench.plan import (
     Cell,
@@ -37,299 +36,18 @@ from quantbench.plan import (
     plan_cells,
 )
 
-SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
+# Re-exported: the workflow, the tools and the tests import these from here.
+__all__ = [
+    "SCHEMA",
+    "check_config",
+    "check_files_and_schema",
+    "check_schema",
+    "load_config_file",
+    "load_schema",
+    "merge_configs",
+]
 # A Hub repo id: `name` or `owner/name` (huggingface_hub.utils.validate_repo_id's rule).
 HUB_ID = re.compile(r"^([\w.-]+/)?[\w.-]{1,96}$")
-
-
-# --- the files -------------------------------------------------------------------------------
-
-
-class _DuplicateKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-
-def _construct_mapping(loader, node, deep=False):
-    loader.flatten_mapping(node)
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            first = seen.get(key)
-        except TypeError:  # an unhashable key: the constructor below says so
-            continue
-        if first is not None:
-            raise ConfigError(
-                f"{key_node.start_mark.name}:{key_node.start_mark.line + 1}: duplicate key "
-                f"{key!r} (first at line {first + 1}; YAML would silently keep the last): "
-                "delete or merge one of them"
-            )
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_DuplicateKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
-def _json_pairs(path: str):
-    def hook(pairs):
-        out = {}
-        for key, value in pairs:
-            if key in out:
-                raise ConfigError(f"{path}: duplicate key {key!r}: delete or merge one of them")
-            out[key] = value
-        return out
-
-    return hook
-
-
-def load_config_file(path: str | Path) -> dict:
-    """A config file as Snakemake reads it (JSON, else YAML), refusing a duplicate key and naming
-    the file and line of a syntax error."""
-    path = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_json_pairs(path))
-    except ValueError:
-        try:
-            data = yaml.load(text, Loader=_loader_for(path))  # noqa: S506 - a SafeLoader
-        except yaml.MarkedYAMLError as err:
-            mark, start = err.problem_mark or err.context_mark, err.context_mark
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-            what = " ".join(filter(None, [err.context, err.problem]))
-            if start and mark and start.line != mark.line:
-                what += f" (it starts at line {start.line + 1})"
-            raise ConfigError(
-                f"{where}: YAML syntax error: {what} (check the indentation and brackets there)"
-            ) from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: YAML error: {err}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file is a mapping of keys (models:, engines:, ...)")
-    return data
-
-
-def _loader_for(path: str):
-    # PyYAML names the stream in its marks from the stream's `name` attribute.
-    class Loader(_DuplicateKeyLoader):
-        def __init__(self, stream):
-            super().__init__(stream)
-            self.name = path
-
-    return Loader
-
-
-def merge_configs(configs: Iterable[dict]) -> dict:
-    """Later files override earlier ones key by key, nested mappings merged (Snakemake's
-    update_config)."""
-
-    def update(base: dict, new: Mapping) -> dict:
-        for key, value in new.items():
-            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-        return base
-
-    out: dict = {}
-    for cfg in configs:
-        update(out, cfg)
-    return out
-
-
-# --- unknown keys and the schema -----------------------------------------------------------
-
-
-@cache
-def load_schema(path: str = str(SCHEMA)) -> dict:
-    """The schema file, with each engine's settings (declared by its package) in `engines` and
-    each quantization method's (declared by its class) in `quantizations` entries."""
-    from quantbench.engines import settings_schemas
-    from quantbench.quant import entry_schemas
-
-    schema = yaml.safe_load(Path(path).read_text())
-    engines = schema.get("properties", {}).get("engines")
-    if isinstance(engines, dict):
-        engines["properties"] = {**settings_schemas(), **(engines.get("properties") or {})}
-    quants = schema.get("properties", {}).get("quantizations", {}).get("additionalProperties")
-    if isinstance(quants, dict):
-        quants["allOf"] = [*quants.get("allOf", []), *entry_schemas()]
-    return schema
-
-
-def _path(parts) -> str:
-    out = ""
-    for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "config"
-
-
-def _resolve(schema: dict, root: dict) -> dict:
-    while isinstance(schema, dict) and "$ref" in schema:
-        node = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-        schema = node
-    return schema
-
-
-def did_you_mean(value: str, allowed: Iterable[str]) -> str:
-    value, allowed = str(value), [str(a) for a in allowed]
-    hint = difflib.get_close_matches(value, allowed, n=1)
-    if not hint and len(value) >= 3:  # a shortened or lengthened key: quant, enviroment
-        hint = [a for a in allowed if a.startswith(value) or value.startswith(a)][:1]
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
-def check_unknown_keys(node, schema: dict, root: dict, parts=()) -> None:
-    """Walk the config beside the schema; an object that allows only its listed properties
-    refuses any other key in one line, with the allowed keys and the closest one."""
-    schema = _resolve(schema, root)
-    if not isinstance(schema, dict):
-        return
-    if isinstance(node, dict):
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, value in node.items():
-            if key in props:
-                check_unknown_keys(value, props[key], root, (*parts, key))
-            elif extra is False:
-                where = _path(parts)
-                raise ConfigError(
-                    f"{_path((*parts, key))}: unknown key{did_you_mean(key, props)}; "
-                    f"{where} takes: {', '.join(props)}"
-                )
-            elif isinstance(extra, dict):
-                check_unknown_keys(value, extra, root, (*parts, key))
-    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(node):
-            check_unknown_keys(item, schema["items"], root, (*parts, i))
-
-
-def _short(value, limit: int = 60) -> str:
-    text = {None: "null", True: "true", False: "false"}.get(value, None) if not isinstance(
-        value, (list, dict)
-    ) else None
-    text = text or repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _leaf(error):
-    """The most specific error under a oneOf / anyOf (the branch that matched the value's type)."""
-    from jsonschema.exceptions import best_match
-
-    while error.context:
-        error = best_match(error.context)
-    return error
-
-
-_KINDS = {
-    "array": "a list",
-    "object": "a mapping",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "true or false",
-    "null": "null",
-}
-_PY_KINDS = {
-    "list": "a list",
-    "dict": "a mapping",
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "a boolean",
-    "NoneType": "null",
-}
-
-
-def _schema_at(root: dict, parts) -> dict:
-    """The (object) schema of the config node at `parts`, following properties, additional
-    properties and items; {} where it cannot be followed."""
-    node = _resolve(root, root)
-    for part in parts:
-        if isinstance(part, int):
-            node = node.get("items", {})
-        else:
-            props = node.get("properties", {})
-            node = props.get(part, node.get("additionalProperties", {}))
-        node = _resolve(node, root) if isinstance(node, dict) else {}
-    return node
-
-
-def format_schema_error(error) -> str:
-    err = _leaf(error)
-    where = _path(err.absolute_path)
-    kind, arg, value = err.validator, err.validator_value, err.instance
-    if kind == "enum":
-        return f"{where}: {_short(value)} is not allowed{did_you_mean(value, arg)}; allowed: {arg}"
-    if kind == "const":
-        return f"{where}: {_short(value)} is not allowed; allowed: {arg!r}"
-    if kind == "type":
-        expected = " or ".join(_KINDS.get(t, t) for t in (arg if isinstance(arg, list) else [arg]))
-        if value is None:
-            return f"{where}: is empty (null); expected {expected}"
-        found = _PY_KINDS.get(type(value).__name__, type(value).__name__)
-        return f"{where}: {_short(value)} is {found}; expected {expected}"
-    if kind == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        sub = _schema_at(load_schema(), err.absolute_path).get("properties", {}).get(missing, {})
-        hint = f" ({sub['description']})" if isinstance(sub, dict) and "description" in sub else ""
-        return f"{where}: missing key {missing!r}{hint}: add it"
-    if kind == "pattern" and "propertyNames" in err.relative_schema_path:
-        return f"{where}: the name {_short(value)} does not match {arg!r}: rename it"
-    if kind == "uniqueItems":
-        seen, dups = set(), []
-        for item in value:
-            if item in seen and item not in dups:
-                dups.append(item)
-            seen.add(item)
-        return f"{where}: {dups} listed more than once in {_short(value)}: list each value once"
-    if kind in ("minItems", "minProperties"):
-        return f"{where}: is empty; give at least {arg}"
-    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
-        return f"{where}: {_short(value)} is out of range; it must be {op[kind]} {arg}"
-    if kind == "pattern":
-        return f"{where}: {_short(value)} does not match the pattern {arg!r}"
-    if kind == "additionalProperties":
-        return f"{where}: {err.message}"
-    return f"{where}: {err.message}"
-
-
-@cache
-def _validator_class(path: str):
-    from jsonschema import Draft202012Validator, validators
-
-    validate_properties = Draft202012Validator.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        # As snakemake.utils.validate(set_default=True): fill defaults, then validate.
-        for prop, sub in properties.items():
-            if isinstance(sub, dict) and "default" in sub and isinstance(instance, dict):
-                instance.setdefault(prop, sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return validators.extend(Draft202012Validator, {"properties": set_defaults})
-
-
-def check_schema(config: dict, schema_path: str | Path = SCHEMA) -> None:
-    """Unknown keys, then the schema (one line for the first error); fills defaults in place."""
-    from jsonschema.exceptions import best_match
-
-    schema = load_schema(str(schema_path))
-    check_unknown_keys(config, schema, schema)
-    validator = _validator_class(str(schema_path))(schema)
-    error = best_match(validator.iter_errors(config))
-    if error is not None:
-        raise ConfigError(format_schema_error(error))
 
 
 # --- the models --------------------------------------------------------------------------------
@@ -412,7 +130,7 @@ def _calibration_file_exists(dataset: str) -> bool:
 def _cell_entries(config: dict) -> dict[Cell, dict]:
     out: dict[Cell, dict] = {}
     for entry in config.get("cells") or []:
-        out.setdefault(Cell.of(entry), entry)
+        out.setdefault(Cell(entry["model"], entry["quantization"], entry["engine"]), entry)
     return out
 
 
@@ -429,8 +147,7 @@ def check_calibration(config: dict, cells: list[Cell], contexts: dict) -> None:
     dataset = cal.get("dataset", "data/corpus.txt")
     if not dataset.startswith("hf:") and not _calibration_file_exists(dataset):
         raise ConfigError(
-            f"calibration.dataset: file {dataset!r} not found "
-            f"(needed by {users[0].quantization}; "
+            f"calibration.dataset: file {dataset!r} not found (needed by {users[0].quantization}; "
             "relative paths are the working directory's or the repository's): fix the path, "
             "or use hf:<dataset id>"
         )
@@ -463,8 +180,8 @@ def check_gpus(config: dict, cells: list[Cell], gpus: int | None) -> None:
                 else f"engines.{cell.engine}.tensor_parallel_size"
             )
             raise ConfigError(
-                f"{key}: {tp} GPUs for {cell.path()}, but this run "
-                f"gives a job at most {gpus} (--resources gpu={gpus}, e.g. from the profile): "
+                f"{key}: {tp} GPUs for {cell.model}/{cell.quantization}/{cell.engine}, but this "
+                f"run gives a job at most {gpus} (--resources gpu={gpus}, e.g. from the profile): "
                 f"lower it, or run with --resources gpu={tp}"
             )
 

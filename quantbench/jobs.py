@@ -109,19 +109,28 @@ def quantize_job(smk, method_cls=None) -> None:
             )
 
 
+def engine_of(engine: str, settings: dict):
+    """The engine instance `engine` of a cell: its kind's class (the settings' `kind`, by
+    default the instance's name) given the instance's settings, and the kind."""
+    from quantbench.engines import get_engine
+
+    settings = dict(settings)
+    kind = settings.pop("kind", engine)
+    return get_engine(kind)(settings), kind
+
+
 def serve_job(smk) -> None:
     """Resolve how the engine runs this cell: kernel, device, dtype, and for server engines the
     full command line. The server itself starts in the benchmark job, once for all scenarios."""
     from quantbench.compat import resolve_kernel
-    from quantbench.engines import get_engine
 
     with logged(smk.log[0]):
         quant = read_json(smk.input.quant)
         w = smk.wildcards
-        engine = get_engine(w.engine)(dict(smk.params.settings))
+        engine, kind = engine_of(w.engine, smk.params.settings)
         spec = {"status": quant.get("status", Status.OK), "reason": quant.get("reason")}
         if spec["status"] == Status.OK:
-            kernel = resolve_kernel(quant["format"], w.engine, smk.params.kernel)
+            kernel = resolve_kernel(quant["format"], kind, smk.params.kernel)
             spec.update(
                 engine.launch_spec(
                     quant["path"], quant["model"]["has_weights"], kernel, f"{w.model}-{w.quant}"
@@ -207,14 +216,13 @@ def benchmark_job(smk) -> None:
         summarize_rows,
     )
     from quantbench.client.prompts import PromptSource
-    from quantbench.engines import get_engine
     from quantbench.guard import device_keys, device_lock
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
         scenarios = dict(smk.params.scenarios)
         w = smk.wildcards
-        engine = get_engine(w.engine)(dict(smk.params.settings))
+        engine, _ = engine_of(w.engine, smk.params.settings)
         prov = provenance(
             model=w.model,
             quantization=w.quant,
@@ -311,7 +319,6 @@ def evaluate_job(smk) -> None:
     """lm-eval on the cell as it is served: the in-process `hf` model for Transformers, the
     engine's own server (started here, stopped after) for vLLM / SGLang. quality.json keeps the
     preflight, the post-run checks and their flags beside the scores, also for a failed run."""
-    from quantbench.engines import get_engine
     from quantbench.evaluate import run_evaluation
     from quantbench.guard import device_keys, device_lock
 
@@ -320,7 +327,7 @@ def evaluate_job(smk) -> None:
         cfg = dict(smk.params.evaluation)
         settings = dict(smk.params.settings)
         w = smk.wildcards
-        engine = get_engine(w.engine)(settings)
+        engine, _ = engine_of(w.engine, settings)
         prov = provenance(
             model=w.model,
             quantization=w.quant,
@@ -388,6 +395,7 @@ def published_job(smk) -> None:
         config = {
             "models": dict(smk.params.models),
             "quantizations": dict(smk.params.quantizations),
+            "engines": dict(smk.params.engines),
         }
         table = comparison_table(published_comparison(cells, config))
         write_table(table, Path(smk.output.md).with_suffix(""), "Measured vs published (Qwen3)")

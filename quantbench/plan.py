@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from quantbench.compat import FORMATS, is_compatible, kernels
 from quantbench.engines import weightless_engines
@@ -89,29 +88,39 @@ def check_quantizations(config: dict, methods: Methods) -> None:
 WEIGHTLESS_ENGINES = weightless_engines()
 
 
+def engine_kind(config: dict, engine: str) -> str:
+    """The registered engine an engine instance runs: its `kind`, by default its name (the
+    schema check fills it in). Paths, wildcards and tables use the instance's name; what the
+    engine can do (formats, kernels, scenarios, weightless loading) is its kind's."""
+    settings = config["engines"].get(engine)
+    return (settings or {}).get("kind", engine) if isinstance(settings, dict) else engine
+
+
+def _engine_label(engine: str, kind: str) -> str:
+    return repr(engine) if engine == kind else f"{engine!r} (kind {kind})"
+
+
 def check_cell(config: dict, cell: Cell, methods: Methods, where: str) -> str | None:
     """None if the cell can run; else why not."""
+    kind = engine_kind(config, cell.engine)
+    label = _engine_label(cell.engine, kind)
     method = config["quantizations"][cell.quantization]["method"]
     if methods[method].weightless:
         source = config["models"][cell.model].get("source")
-        if cell.engine not in WEIGHTLESS_ENGINES or source != "dummy":
+        if kind not in WEIGHTLESS_ENGINES or source != "dummy":
             return (
-                f"{where}: {cell.quantization} is a weightless layout (method {method}): "
-                "it runs only "
-                f"on a dummy model with {sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} "
-                f"(source {source}) with {cell.engine}"
+                f"{where}: {cell.quantization} is a weightless layout (method {method}): it "
+                "runs only on a dummy model with engines of kind "
+                f"{sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} (source {source}) with {label}"
             )
     fmt = quant_format(config, cell.quantization, methods)
     kernel = config["quantizations"][cell.quantization].get("kernel")
-    if not is_compatible(fmt, cell.engine, kernel):
-        offered = kernels(fmt, cell.engine)
+    if not is_compatible(fmt, kind, kernel):
+        offered = kernels(fmt, kind)
         if not offered:
-            return (
-                f"{where}: engine {cell.engine!r} cannot load format {fmt!r} "
-                f"({cell.quantization})"
-            )
+            return f"{where}: engine {label} cannot load format {fmt!r} ({cell.quantization})"
         return (
-            f"{where}: engine {cell.engine!r} has no kernel {kernel!r} for format {fmt!r}; "
+            f"{where}: engine {label} has no kernel {kernel!r} for format {fmt!r}; "
             f"set quantizations.{cell.quantization}.kernel to one of {offered}"
         )
     return None

@@ -32,11 +32,15 @@ MEMORY_FIGURES = {
 
 def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Mean over successful repeats of each batch-1 cell, named as the published tables name
-    models and quantizations. Memory is kept only where it was measured the published way."""
+    models, quantizations and engines (an engine instance by its kind; `instance` keeps its
+    name). Memory is kept only where it was measured the published way."""
     ok = cells[(cells["scenario"] == "single") & (cells["status"] == Status.OK)].copy()
     if ok.empty:
         return pd.DataFrame(columns=KEYS)
     models, quants = config["models"], config["quantizations"]
+    engines = config.get("engines") or {}
+    ok["instance"] = ok["engine"]
+    ok["engine"] = ok["engine"].map(lambda e: (engines.get(e) or {}).get("kind", e))
     ok["model"] = ok["model"].map(lambda m: models.get(m, {}).get("reference_name", m))
     ok["quant"] = ok["quantization"].map(
         lambda q: _canonical(quants.get(q, {}).get("reference_quant", q))
@@ -49,7 +53,7 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
         if col not in ok:
             ok[col] = default
     ok["cache_hit"] = ok["cache_hit"].fillna(False).astype(bool)
-    keys = [*KEYS, "quantization"]
+    keys = [*KEYS, "quantization", "instance"]
     agg = ok.groupby(keys, as_index=False).agg(
         cached_tokens=("cached_tokens", lambda c: c.sum(min_count=1)),
         cache_hits=("cache_hit", "sum"),
@@ -151,7 +155,7 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["engine", "model", "input_len", "quant"])
     return pd.DataFrame(
         {
-            "engine": out["engine"],
+            "engine": out["instance"] if "instance" in out else out["engine"],
             "model": out["model"],
             "input_len": out["input_len"],
             "quant": out["quant"],

@@ -135,7 +135,8 @@ def compare_with_published(
     (any input_len / ``base_len``), each with ``_published`` and ``_ratio`` (measured/published).
     A missing baseline or an unsupported published cell gives NaN. Measured rows may carry a
     ``quantization`` (the config's name) beside ``quant``: two configs' quantizations of one
-    published kind (on-the-fly and block FP8, say) stay two rows, each beside the one cell.
+    published kind (on-the-fly and block FP8, say) stay two rows, each beside the one cell; and
+    an ``instance`` (the engine instance's name) beside ``engine`` (its kind), likewise.
     """
     keys = list(keys)
     values = [v for v in values if v in measured.columns and v in published.columns]
@@ -149,8 +150,8 @@ def compare_with_published(
             ):
                 if col in keys:
                     others = [k for k in keys if k != col]
-                    if col != "quant" and "quantization" in frame.columns:
-                        others.append("quantization")
+                    if col != "quant":  # a cell's own lengths: its names, not its kinds
+                        others += [c for c in ("quantization", "instance") if c in frame.columns]
                     frame[name] = _relative(frame, speed, others, col, base)
     ratio_cols = [c for c in ("speed_vs_bf16", "speed_vs_len1") if c in mea.columns]
     pub = pub.rename(columns={c: f"{c}_published" for c in values + ratio_cols})

@@ -116,5 +116,6 @@ rule compare_published:
     params:
         models=config["models"],
         quantizations=config["quantizations"],
+        engines=config["engines"],
     script:
         "../scripts/compare_published.py"

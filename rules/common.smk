@@ -23,7 +23,13 @@ _rules_dir = str(workflow.current_basedir.get_path_or_uri(secret_free=True))
 if os.path.isdir(_rules_dir):
     os.environ.update(QUANTBENCH_ROOT=str(Path(_rules_dir).resolve().parent))
 
-from quantbench.plan import ConfigError, cell_engine_settings, quant_format
+from quantbench.plan import (
+    ConfigError,
+    cell_engine_settings,
+    engine_kind,
+    plan_cells,
+    quant_format,
+)
 
 from quantbench.quant import get_quant_method
 
@@ -149,9 +155,15 @@ def eval_inputs(wildcards):
     return cell_path("eval", "quality.json")
 
 
+def kind_of(wildcards):
+    """The engine kind of the cell's engine instance (its environment, image, behaviour)."""
+    return engine_kind(config, wildcards.engine)
+
+
 def engine_env(wildcards):
-    """Each engine's own environment (`--sdm conda`): vLLM and SGLang pin different torches."""
-    return f"../envs/{wildcards.engine}.yaml"
+    """Each engine kind's own environment (`--sdm conda`): vLLM and SGLang pin different
+    torches."""
+    return f"../envs/{kind_of(wildcards)}.yaml"
 
 
 def eval_env(wildcards):
@@ -160,7 +172,7 @@ def eval_env(wildcards):
     """
     return (
         "../envs/eval.yaml"
-        if wildcards.engine == "transformers"
+        if kind_of(wildcards) == "transformers"
         else engine_env(wildcards)
     )
 
@@ -174,7 +186,7 @@ ENGINE_IMAGES = {
 
 
 def engine_image(wildcards):
-    return ENGINE_IMAGES.get(wildcards.engine, CPU_IMAGE)
+    return ENGINE_IMAGES.get(kind_of(wildcards), CPU_IMAGE)
 
 
 # Run-time failures (rules/failures.smk): retry what failed, report what exists.

@@ -128,10 +128,11 @@ def test_the_shipped_configs_pass(files, rules, monkeypatch):
 
 
 def test_the_published_grid_needs_two_gpus_per_job(rules, monkeypatch):
-    # Its Qwen3-32B bf16-tp2 cell: refused under profiles/local (gpu=1), fine under Slurm.
+    # Its Qwen3-32B cell on the sglang-tp2 instance: refused under profiles/local (gpu=1), fine
+    # under Slurm.
     monkeypatch.chdir(ROOT)
     path = shipped_path("qwen3_speed.yaml")
-    with pytest.raises(ConfigError, match=r"cells\[\d+\]\.tensor_parallel_size: 2 GPUs"):
+    with pytest.raises(ConfigError, match=r"engines\.sglang-tp2\.tensor_parallel_size: 2 GPUs"):
         check_config(load_config_file(path), [path], rules, gpus=1)
 
 

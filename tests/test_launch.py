@@ -275,7 +275,8 @@ def test_every_sglang_flag_we_emit_exists_in_the_staged_sglang():
     ]
     for path in configs:
         cfg = yaml.safe_load(path.read_text()) or {}
-        extra = ((cfg.get("engines") or {}).get("sglang") or {}).get("extra_args") or []
-        emitted |= {a for a in extra if a.startswith("--")}
+        for name, engine in (cfg.get("engines") or {}).items():
+            if (engine or {}).get("kind", name) == "sglang":
+                emitted |= {a for a in engine.get("extra_args") or [] if a.startswith("--")}
     unknown = sorted(emitted - known)
     assert not unknown, f"not SGLang 0.5.17 server flags: {unknown}"

@@ -6,7 +6,7 @@ export ENGINE_SITE=/tmp/site-sglang TIME_LIMIT=${TIME_LIMIT:-1500}
 mkdir -p /tmp/out-long /tmp/out-load
 OUT=/tmp/out-long WORKDIR=runs/long benchmarks/device/run_workflow.sh benchmarks/device/configs/h100.yaml \
   benchmarks/device/configs/h100_long.yaml benchmarks/device/configs/cachefree_long.yaml \
-  results/bench/Qwen3-8B-yarn/bf16/sglang/engine.json > /tmp/out-long/run.log 2>&1
+  results/bench/Qwen3-8B/bf16/sglang-long/engine.json > /tmp/out-long/run.log 2>&1
 OUT=/tmp/out-load WORKDIR=runs/load benchmarks/device/run_workflow.sh benchmarks/device/configs/h100.yaml \
   benchmarks/device/configs/cachefree_load.yaml "$@" > /tmp/out-load/run.log 2>&1
 echo "all done" > /tmp/out-load/done
