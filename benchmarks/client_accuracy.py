@@ -413,7 +413,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", default="ours", help="comma list of: " + ",".join(RUNNERS))
     ap.add_argument(
-        "--venv-root", default="/work/venvs", help="peer <name> is <root>/<name>/bin/<exe>, or PATH"
+        "--venv-root", default=".venvs", help="peer <name> is <root>/<name>/bin/<exe>, or PATH"
     )
     ap.add_argument("--concurrency", default="1,16,64,256,1024")
     ap.add_argument("--quick", action="store_true", help="1 and 16 streams, fewer requests")

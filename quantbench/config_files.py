@@ -18,9 +18,12 @@ class _DuplicateKeyLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader, node, deep=False):
-    loader.flatten_mapping(node)
+    # Only the keys written in this mapping count: a key it takes from a `<<: *anchor` merge and
+    # sets again is YAML's documented override, not a duplicate.
     seen: dict = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             first = seen.get(key)
@@ -33,6 +36,7 @@ def _construct_mapping(loader, node, deep=False):
                 "delete or merge one of them"
             )
         seen[key] = key_node.start_mark.line
+    loader.flatten_mapping(node)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 

@@ -96,24 +96,33 @@ def test_a_duplicate_key_names_both_lines(rules):
     assert re.search(r"dup_model_name\.yaml:(\d+): duplicate key 'm' \(first at line (\d+)", msg)
 
 
+def test_an_anchor_merge_may_override_what_it_merges(tmp_path):
+    """`<<: *anchor` then a key of the anchor again is YAML's override, not a duplicate; a key
+    written twice in the mapping itself still is."""
+    text = (
+        "engines:\n  sglang: &base {device: cuda, context_length: 40960}\n"
+        "  sglang-long:\n    <<: *base\n    kind: sglang\n    context_length: 140000\n"
+    )
+    path = tmp_path / "anchor.yaml"
+    path.write_text(text)
+    long = load_config_file(path)["engines"]["sglang-long"]
+    assert long == {"device": "cuda", "context_length": 140000, "kind": "sglang"}
+    path.write_text(text + "    context_length: 1024\n")
+    with pytest.raises(ConfigError, match=r"anchor\.yaml:7: duplicate key 'context_length'"):
+        load_config_file(path)
+
+
 def shipped_path(name: str) -> Path:
-    """The default config, the examples, and the lent-GPU runs' overlays."""
-    for folder in ("config", "config/examples", "benchmarks/device/configs"):
+    """The default config and the examples."""
+    for folder in ("config", "config/examples"):
         if (ROOT / folder / name).exists():
             return ROOT / folder / name
     raise FileNotFoundError(name)
 
 
-# The lent-GPU runs' configs with their overlays (benchmarks/device/configs/), as they are run.
-LENT_GPU_CONFIGS = [
-    ["h100.yaml"],
-    ["h100.yaml", "cachefree_load.yaml"],
-    ["h100.yaml", "h100_long.yaml", "cachefree_long.yaml"],
-    ["h100.yaml", "h100_long.yaml"],
-    ["h100.yaml", "h100_tf.yaml", "h100_tf_loader.yaml"],
-    ["h100_quant.yaml"],
+SHIPPED = [
+    [p.name] for p in [ROOT / "config/config.yaml", *sorted(ROOT.glob("config/examples/*.yaml"))]
 ]
-SHIPPED = [["config.yaml"], ["quant_methods.yaml"], ["qwen3_speed.yaml"], *LENT_GPU_CONFIGS]
 
 
 @pytest.mark.parametrize("files", SHIPPED, ids=lambda f: "+".join(x[:-5] for x in f))

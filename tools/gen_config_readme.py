@@ -30,9 +30,9 @@ engine on CPU). Give your own with `snakemake --configfile my.yaml` (it replaces
 not merged; several `--configfile`s merge, later ones winning) or, as a module, with
 `module quantbench: ... config: config`. Every file is checked against
 `config/schema/config.schema.yaml` before anything runs; defaults below are filled in there.
-Shipped examples: `config/examples/quant_methods.yaml` (every quantization method) and
-`config/examples/qwen3_speed.yaml` (the published Qwen3 grid); the lent-GPU runs' overlays are
-in `benchmarks/device/configs/`.
+Shipped examples: `config/examples/quant_methods.yaml` (every quantization method),
+`config/examples/served_gpu.yaml` (vLLM and SGLang on one GPU, with a capacity sweep and a
+long-context engine instance) and `config/examples/qwen3_speed.yaml` (the published Qwen3 grid).
 
 `<name>` stands for a name you choose (a model, quantization or engine entry); `[]` for a list item.
 Generated from the schema by `tools/gen_config_readme.py` (`make config-docs`): edit the schema's
