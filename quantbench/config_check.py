@@ -154,13 +154,16 @@ def merge_configs(configs: Iterable[dict]) -> dict:
 
 @cache
 def load_schema(path: str = str(SCHEMA)) -> dict:
-    """The schema file, with each engine's settings (declared by its package) in `engines`."""
+    """The schema file, with each engine's settings (declared by its package) in `engines`
+    and each scenario's (declared by its module) in `benchmark`."""
     from quantbench.engines import settings_schemas
+    from quantbench.scenarios import merge_settings_schemas
 
     schema = yaml.safe_load(Path(path).read_text())
     engines = schema.get("properties", {}).get("engines")
     if isinstance(engines, dict):
         engines["properties"] = {**settings_schemas(), **(engines.get("properties") or {})}
+    merge_settings_schemas(schema.get("properties", {}).get("benchmark"))
     return schema
 
 

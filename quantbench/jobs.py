@@ -196,17 +196,11 @@ def benchmark_job(smk) -> None:
     from transformers import AutoTokenizer
 
     from quantbench import gpu
-    from quantbench.bench import (
-        SCENARIO_RUNNERS,
-        SKIPPED,
-        UNSUPPORTED,
-        failed_rows,
-        scenario_status,
-        summarize_rows,
-    )
+    from quantbench.bench import SKIPPED, UNSUPPORTED, scenario_status
     from quantbench.client.prompts import PromptSource
     from quantbench.engines import get_engine
     from quantbench.guard import device_keys, device_lock
+    from quantbench.scenarios import failed_rows, get_scenario, unsupported_reason
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
@@ -238,12 +232,11 @@ def benchmark_job(smk) -> None:
             reason = "not requested for this cell (cells: scenarios)"
             write_json(outputs[name], _scenario_doc(name, SKIPPED, [], prov, reason=reason))
         scenarios = {n: c for n, c in scenarios.items() if n not in skipped}
-        supported = [n for n in scenarios if n in engine.scenarios]
-        fail(
-            [n for n in scenarios if n not in supported],
-            UNSUPPORTED,
-            f"engine {w.engine!r} runs only {list(engine.scenarios)}",
-        )
+        cannot = {n: unsupported_reason(engine, n) for n in scenarios}
+        for name, why in cannot.items():
+            if why:
+                fail([name], UNSUPPORTED, why)
+        supported = [n for n in scenarios if not cannot[n]]
         if smk.params.unsupported:  # known from the config: recorded, not attempted
             fail(supported, UNSUPPORTED, smk.params.unsupported)
             facts.update(status=UNSUPPORTED, reason=smk.params.unsupported)
@@ -271,7 +264,8 @@ def benchmark_job(smk) -> None:
                 for name in supported:
                     try:
                         start_s, start_j = time.perf_counter(), gpu.energy_j()
-                        rows, raw, ran = SCENARIO_RUNNERS[name](engine, prompts, scenarios[name])
+                        scenario = get_scenario(name)
+                        rows, raw, ran = scenario.run(engine, prompts, scenarios[name])
                         energy = scenario_energy[name] = _energy_over(start_s, start_j, raw, rows)
                         doc = _scenario_doc(
                             name,
@@ -279,7 +273,7 @@ def benchmark_job(smk) -> None:
                             rows,
                             prov,
                             records=raw,
-                            summary=summarize_rows(rows) if name == "single" else None,
+                            summary=scenario.summarize(rows),
                             prefix_cache=cache,
                             energy=energy,
                             **ran,
@@ -362,7 +356,7 @@ def report_job(smk) -> None:
     from quantbench.report import build_report
 
     with logged(smk.log[0]):
-        out = Path(smk.output.speed_md).parent
+        out = Path(smk.output.index).parent
         build_report(
             list(smk.input.bench),
             list(smk.input.facts),

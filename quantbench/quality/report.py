@@ -2,7 +2,8 @@
 cell's flags, the gate (paired per-sample comparison with the same model's BF16 cell, plus the
 published-BF16 check) and the quality / speed / memory frontier (table and plot).
 
-One entry, ``build_quality_report``, called by ``quantbench.report.build_report``.
+One entry, ``build_quality_report``, called by ``quantbench.report.build_report``; it reads the
+evaluation files itself (``load_quality``) and imports nothing of quantbench.report.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from quantbench.quality.gate import (
     sample_scores,
 )
 from quantbench.results import read_result
+from quantbench.tables import CELL_KEYS, cell_of, write_table
 
-KEYS = ["model", "quantization", "engine"]
+KEYS = CELL_KEYS
 DEFAULTS = {
     "tolerance": 0.02,
     "alpha": 0.05,
@@ -36,6 +38,28 @@ DEFAULTS = {
 def _cell(doc: dict) -> tuple[str, str, str]:
     prov = doc["provenance"]
     return prov["model"], prov["quantization"], prov["engine"]
+
+
+def load_quality(paths: list[str]) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        doc = read_result(path)
+        base = {**cell_of(doc["provenance"]), "status": doc["status"], "reason": doc.get("reason")}
+        rows += [{**base, **s} for s in doc.get("scores", [])] or [base]
+    return pd.DataFrame(rows)
+
+
+def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
+    if quality.empty or "value" not in quality:
+        return quality
+    q = quality.copy()
+    q["score"] = [
+        f"{v:.4f} ± {s:.4f}"
+        if pd.notna(v) and pd.notna(s)
+        else (f"{v:.4f}" if pd.notna(v) else f"{st}: {r}")
+        for v, s, st, r in zip(q["value"], q.get("stderr"), q["status"], q["reason"])
+    ]
+    return q[CELL_KEYS + ["task", "metric", "filter", "n", "score", "status"]].fillna("")
 
 
 def baseline_quant(cfg: Mapping) -> str:
@@ -139,8 +163,6 @@ def build_quality_report(
     (status, kv_cache_tokens); ``cfg`` the workflow config (``evaluation``, ``models``,
     ``quantizations``). Returns counts and notes.
     """
-    from quantbench.report import load_quality, quality_table, write_table
-
     out = Path(out_dir)
     cfg = {**cfg, "evaluation": {**DEFAULTS, **(cfg.get("evaluation") or {})}}
     ev = cfg["evaluation"]
