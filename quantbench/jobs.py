@@ -372,7 +372,7 @@ def published_job(smk) -> None:
     import pandas as pd
 
     from quantbench.published import comparison_table, published_comparison
-    from quantbench.report import write_table
+    from quantbench.tables import write_table
 
     with logged(smk.log[0]):
         cells = pd.read_csv(smk.input.cells)

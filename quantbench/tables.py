@@ -97,17 +97,11 @@ def scenario_table(cells: pd.DataFrame, scenario: str, columns: list[str]) -> pd
     return table.drop(columns="reason").fillna("")
 
 
-def write_table(df: pd.DataFrame, stem: Path, title: str) -> None:
-    """CSV, Markdown and HTML of one table."""
+def write_table(df: pd.DataFrame, stem: Path, title: str, html: str | None = None) -> None:
+    """CSV, Markdown and HTML of one table (`html`: the table's own, where it has one)."""
     atomic_write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
     md = f"# {title}\n\n" + (df.to_markdown(index=False) if not df.empty else "_no rows_") + "\n"
     atomic_write_text(stem.with_suffix(".md"), md)
-    if "flags" in df.columns and len(df):
-        # A flag's full text repeats on every row it applies to: short codes, a legend below.
-        from quantbench.report_html import FlagCodes, table_html
-
-        codes = FlagCodes()
-        html = table_html(df, codes) + codes.legend()
-    else:
+    if html is None:
         html = df.to_html(index=False, na_rep="", border=0, classes="qb-table")
     atomic_write_text(stem.with_suffix(".html"), f"<h2>{title}</h2>\n{html}\n")

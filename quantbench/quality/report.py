@@ -22,6 +22,7 @@ from quantbench.quality.gate import (
     read_samples,
     sample_scores,
 )
+from quantbench.report_html import FlagCodes, table_html
 from quantbench.results import read_result
 from quantbench.tables import CELL_KEYS, cell_of, write_table
 
@@ -60,6 +61,16 @@ def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
         for v, s, st, r in zip(q["value"], q.get("stderr"), q["status"], q["reason"])
     ]
     return q[CELL_KEYS + ["task", "metric", "filter", "n", "score", "status"]].fillna("")
+
+
+def write_flagged_table(df: pd.DataFrame, stem: Path, title: str) -> None:
+    """A table whose rows carry flags: a flag's full text repeats on every row it applies to,
+    so the HTML shows short codes with a legend below."""
+    html = None
+    if "flags" in df.columns and len(df):
+        codes = FlagCodes()
+        html = table_html(df, codes) + codes.legend()
+    write_table(df, stem, title, html)
 
 
 def baseline_quant(cfg: Mapping) -> str:
@@ -174,7 +185,7 @@ def build_quality_report(
     if len(quality):
         quality = quality.copy()
         quality["flags"] = [_joined(flags.get(k)) for k in zip(*(quality[c] for c in KEYS))]
-    write_table(quality, out / "quality", "Quality (lm-eval)")
+    write_flagged_table(quality, out / "quality", "Quality (lm-eval)")
 
     scores_by_cell, notes = {}, []
     for path in samples_paths:
@@ -203,7 +214,9 @@ def build_quality_report(
     gate["flags"] = [
         _joined(flags.get(k)) for k in zip(gate["model"], gate["quantization"], gate["engine"])
     ]
-    write_table(_display(gate), out / "gate", f"Quality gate vs {base} (paired, per sample)")
+    write_flagged_table(
+        _display(gate), out / "gate", f"Quality gate vs {base} (paired, per sample)"
+    )
 
     task = ev["frontier_task"] or ("all" if len(tasks) > 1 else next(iter(tasks), None))
     speed = _speed_frame(cells_df)
@@ -225,7 +238,7 @@ def build_quality_report(
         input_len=ev["frontier_input_len"],
         baseline_quant=base,
     )
-    write_table(
+    write_flagged_table(
         _display(frontier), out / "frontier", f"Quality / speed / memory frontier vs {base}"
     )
     plot_frontier(frontier, out / "frontier.png", out / "frontier.svg")
