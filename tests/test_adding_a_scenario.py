@@ -80,4 +80,7 @@ def test_a_new_scenario_runs_to_the_aggregate_table(tmp_path, monkeypatch):
     assert (table["ttft_ms"] > 0).all() and (table["prefill_tok_s"] > 0).all()
     index = (work / "results/report/index.html").read_text()
     assert "Prefill: time to first token per input length" in index
+    # The table is one of the aggregate rule's outputs, with the module's caption.
+    snakemake(work, "--configfile", "test.yaml", "--report", "report.html", timeout=300)
+    assert "Time to first token of one request for one token" in (work / "report.html").read_text()
 
