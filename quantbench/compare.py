@@ -157,18 +157,10 @@ def _verdict(a, b, p: float, better: str, alpha: float) -> str:
     return f"{'B better' if good else 'B worse'} ({'higher' if up else 'lower'}, p={p:.2g})"
 
 
-def _row(
-    key: dict, a: dict | None, b: dict | None, better: str, alpha: float, test, digits: int = 2
-) -> dict:
-    row = {
-        **key,
-        "a": _fmt(a, digits),
-        "b": _fmt(b, digits),
-        "delta": "",
-        "delta_pct": "",
-        "se_delta": "",
-        "p": "",
-    }
+def _row(key: dict, a: dict | None, b: dict | None, better: str, alpha: float, test,
+         digits: int = 2) -> dict:
+    row = {**key, "a": _fmt(a, digits), "b": _fmt(b, digits), "delta": "", "delta_pct": "",
+           "se_delta": "", "p": ""}
     p = math.nan
     if a and b and a["n"] and b["n"]:
         delta = b["mean"] - a["mean"]
@@ -203,10 +195,8 @@ def _order(key: tuple, *groups: dict):
     """Sort cells by name, workloads by their values (input_len 1 < 256 < 1024)."""
     for g in groups:
         if key in g:
-            return tuple(
-                (0, v, "") if isinstance(v, (int, float)) and pd.notna(v) else (1, 0, str(v))
-                for v in g[key][0]
-            )
+            return tuple((0, v, "") if isinstance(v, (int, float)) and pd.notna(v)
+                         else (1, 0, str(v)) for v in g[key][0])
     return ()
 
 
@@ -224,14 +214,8 @@ def compare_runs(a: Run, b: Run, alpha: float = 0.05) -> pd.DataFrame:
     qa, qb = (_quality(r.quality) for r in (a, b))
     for key in sorted(set(qa) | set(qb), key=str):
         model, quant, engine, task, metric, filt = key
-        base = {
-            "model": model,
-            "quantization": quant,
-            "engine": engine,
-            "scenario": "quality",
-            "workload": task,
-            "metric": f"{metric} ({filt})",
-        }
+        base = {"model": model, "quantization": quant, "engine": engine,
+                "scenario": "quality", "workload": task, "metric": f"{metric} ({filt})"}
         rows.append(_row(base, qa.get(key), qb.get(key), "higher", alpha, _z_p, digits=4))
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -241,14 +225,8 @@ def _quality(q: pd.DataFrame) -> dict:
     if q.empty:
         return out
     for r in q.to_dict("records"):
-        key = (
-            r["model"],
-            r["quantization"],
-            r["engine"],
-            r.get("task", ""),
-            r.get("metric", ""),
-            r.get("filter", "none"),
-        )
+        key = (r["model"], r["quantization"], r["engine"], r.get("task", ""), r.get("metric", ""),
+               r.get("filter", "none"))
         value = r.get("value")
         if r.get("status") == "ok" and value is not None and pd.notna(value):
             stderr = r.get("stderr")
@@ -269,10 +247,8 @@ def _provenance(run: Run) -> str:
 
 
 def summary(table: pd.DataFrame) -> dict[str, int]:
-    kinds = table["verdict"].str.extract(
-        r"^(within noise|identical|B better|B worse|not judged|"
-        r"not comparable|only in A|only in B)"
-    )[0]
+    kinds = table["verdict"].str.extract(r"^(within noise|identical|B better|B worse|not judged|"
+                                         r"not comparable|only in A|only in B)")[0]
     return kinds.value_counts().to_dict()
 
 
@@ -299,14 +275,12 @@ def to_html(table: pd.DataFrame, a: Run, b: Run, alpha: float = 0.05) -> str:
     # the page's cell colours: "B worse" reads as failed, "B better" as pass
     shown["verdict"] = shown["verdict"].str.replace(r"^B worse", "failed · B worse", regex=True)
     shown["verdict"] = shown["verdict"].str.replace(r"^B better", "pass · B better", regex=True)
-    shown["verdict"] = shown["verdict"].str.replace(
-        r"^within noise", "inconclusive · within noise", regex=True
-    )
+    shown["verdict"] = shown["verdict"].str.replace(r"^within noise", "inconclusive · within noise",
+                                                    regex=True)
     meta = f"A = {esc(a.path)} ({esc(_provenance(a))})<br>B = {esc(b.path)} ({esc(_provenance(b))})"
     counts = " · ".join(f"{esc(k)}: {v}" for k, v in summary(table).items())
-    body = f"<p class='note'>{counts}. delta = B − A; p ≥ {alpha}: within noise.</p>" + table_html(
-        shown, table_id="t-compare"
-    )
+    body = (f"<p class='note'>{counts}. delta = B − A; p ≥ {alpha}: within noise.</p>"
+            + table_html(shown, table_id="t-compare"))
     return page("quantbench compare", meta, body)
 
 
