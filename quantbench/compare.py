@@ -84,7 +84,8 @@ def _results_dir(path: str | Path) -> Path:
 def load_run(path: str | Path) -> Run:
     """A results directory's measured rows (report/requests.csv, else re-read from bench/) and its
     quality scores (eval/*/*/*/quality.json)."""
-    from quantbench.report import load_bench, load_quality
+    from quantbench.quality.report import load_quality
+    from quantbench.report import load_bench
 
     root = _results_dir(path)
     csv = next((c for f in _REQUEST_FILES if (c := root / "report" / f).exists()), None)

@@ -31,9 +31,11 @@ def load_schema(path: str = str(SCHEMA)) -> dict:
     """The schema file, with each engine kind's settings (declared by its package) in `engines`:
     an entry named after a kind takes that kind's settings; an entry of another name names its
     `kind` (check_schema checks it against that kind's settings); and each quantization
-    method's keys (declared by its class) in `quantizations` entries."""
+    method's keys (declared by its class) in `quantizations` entries; each scenario's settings
+    (declared by its module) in `benchmark`."""
     from quantbench.engines import settings_schemas
     from quantbench.quant import entry_schemas
+    from quantbench.scenarios import merge_settings_schemas
 
     schema = yaml.safe_load(Path(path).read_text())
     engines = schema.get("properties", {}).get("engines")
@@ -50,6 +52,7 @@ def load_schema(path: str = str(SCHEMA)) -> dict:
     quants = schema.get("properties", {}).get("quantizations", {}).get("additionalProperties")
     if isinstance(quants, dict):
         quants["allOf"] = [*quants.get("allOf", []), *entry_schemas()]
+    merge_settings_schemas(schema.get("properties", {}).get("benchmark"))
     return schema
 
 

@@ -209,14 +209,10 @@ def benchmark_job(smk) -> None:
     from transformers import AutoTokenizer
 
     from quantbench import gpu
-    from quantbench.bench import (
-        SCENARIO_RUNNERS,
-        failed_rows,
-        scenario_status,
-        summarize_rows,
-    )
+    from quantbench.bench import scenario_status
     from quantbench.client.prompts import PromptSource
     from quantbench.guard import device_keys, device_lock
+    from quantbench.scenarios import failed_rows, get_scenario, unsupported_reason
 
     with logged(smk.log[0]):
         launch = read_json(smk.input.launch)
@@ -248,12 +244,11 @@ def benchmark_job(smk) -> None:
             reason = "not requested for this cell (cells: scenarios)"
             write_json(outputs[name], _scenario_doc(name, Status.SKIPPED, [], prov, reason=reason))
         scenarios = {n: c for n, c in scenarios.items() if n not in skipped}
-        supported = [n for n in scenarios if n in engine.scenarios]
-        fail(
-            [n for n in scenarios if n not in supported],
-            Status.UNSUPPORTED,
-            f"engine {w.engine!r} runs only {list(engine.scenarios)}",
-        )
+        cannot = {n: unsupported_reason(engine, n) for n in scenarios}
+        for name, why in cannot.items():
+            if why:
+                fail([name], Status.UNSUPPORTED, why)
+        supported = [n for n in scenarios if not cannot[n]]
         if smk.params.unsupported:  # known from the config: recorded, not attempted
             fail(supported, Status.UNSUPPORTED, smk.params.unsupported)
             facts.status, facts.reason = Status.UNSUPPORTED, smk.params.unsupported
@@ -281,7 +276,8 @@ def benchmark_job(smk) -> None:
                 for name in supported:
                     try:
                         start_s, start_j = time.perf_counter(), gpu.energy_j()
-                        rows, raw, ran = SCENARIO_RUNNERS[name](engine, prompts, scenarios[name])
+                        scenario = get_scenario(name)
+                        rows, raw, ran = scenario.run(engine, prompts, scenarios[name])
                         energy = scenario_energy[name] = _energy_over(start_s, start_j, raw, rows)
                         doc = _scenario_doc(
                             name,
@@ -289,7 +285,7 @@ def benchmark_job(smk) -> None:
                             rows,
                             prov,
                             records=raw,
-                            summary=summarize_rows(rows) if name == "single" else None,
+                            summary=scenario.summarize(rows),
                             prefix_cache=cache,
                             energy=energy,
                             **ran,
@@ -372,7 +368,7 @@ def report_job(smk) -> None:
     from quantbench.report import build_report
 
     with logged(smk.log[0]):
-        out = Path(smk.output.speed_md).parent
+        out = Path(smk.output.index).parent
         build_report(
             list(smk.input.bench),
             list(smk.input.facts),
@@ -388,7 +384,7 @@ def published_job(smk) -> None:
     import pandas as pd
 
     from quantbench.published import comparison_table, published_comparison
-    from quantbench.report import write_table
+    from quantbench.tables import write_table
 
     with logged(smk.log[0]):
         cells = pd.read_csv(smk.input.requests)

@@ -10,10 +10,10 @@ import pandas as pd
 
 from quantbench import archs
 from quantbench.reference import compare_with_published, load_qwen3_speed, normalise_quant
-from quantbench.report import mean_with_spread
 from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
 from quantbench.status import MemorySource, Status
 from quantbench.summary import summarize_lengths
+from quantbench.tables import mean_with_spread
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}

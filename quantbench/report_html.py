@@ -18,25 +18,23 @@ import pandas as pd
 from quantbench.io import atomic_write_text
 from quantbench.status import CELL_COLUMNS, Status
 
-# (csv stem, shown open): the headline tables first, the detail tables folded.
-TABLES = [
-    ("speed", True),
-    ("gate", True),
-    ("frontier", True),
-    ("quality", True),
-    ("published", True),
-    ("capacity", True),
-    ("serving", False),
-    ("batch", False),
-    ("clients", False),
-    ("engine", False),
-    ("checkpoints", False),
-]
-PLOTS = [
-    ("speed_vs_input.png", "Speed against input length (mean ± sd over repeats)"),
-    ("frontier.png", "Quality / speed / memory frontier"),
-    ("capacity_curves.png", "Throughput against TTFT and TPOT (p50, p99) per quantization (sweep)"),
-]
+# (csv stem, shown open) of the tables besides the scenarios' (quantbench.scenarios declares
+# those, and which of them are headline tables): the headline tables first, the rest folded.
+QUALITY_TABLES = [("gate", True), ("frontier", True), ("quality", True), ("published", True)]
+OTHER_TABLES = [("engine", False), ("checkpoints", False)]
+FRONTIER_PLOT = ("frontier.png", "Quality / speed / memory frontier")
+
+
+def report_sections() -> tuple[list, list]:
+    """(csv stem, shown open) of every table and (file, title) of every plot, in page order."""
+    from quantbench.scenarios import report_plots, report_tables
+
+    scenario = [(t.name, t.headline) for _, t in report_tables()]
+    tables = [t for t in scenario if t[1]] + QUALITY_TABLES + [t for t in scenario if not t[1]]
+    plots = [(p.file, p.title) for _, p in report_plots()]
+    return tables + OTHER_TABLES, plots[:1] + [FRONTIER_PLOT] + plots[1:]
+
+
 FAIL = re.compile(r"^(failed|error|timeout|oom|collapse)\b", re.I)
 NOT_RUN = re.compile(r"^(unsupported|not_applicable|not applicable|skipped)\b", re.I)
 WARN = re.compile(r"^(inconclusive|evaluation suspect|suspect)\b", re.I)
@@ -261,7 +259,8 @@ def build_index(report_dir: str | Path, title: str = "quantbench report") -> str
     meta = f"{meta}<br>built {stamp}" if meta else f"built {stamp}"
     flags = FlagCodes()
     sections, toc = [cards], []
-    for stem, open_ in TABLES:
+    tables, plots = report_sections()
+    for stem, open_ in tables:
         df = _read(report / f"{stem}.csv")
         if df is None:
             continue
@@ -275,7 +274,7 @@ def build_index(report_dir: str | Path, title: str = "quantbench report") -> str
                 f"<details id='{stem}'><summary>{esc(title_)} ({len(df)} rows)</summary>"
                 f"{inner}</details>"
             )
-    for name, caption in PLOTS:
+    for name, caption in plots:
         path = report / name
         if path.exists():
             stem = f"plot-{path.stem}"

@@ -205,7 +205,7 @@ def _placeholder_rows(scenario: str, status: str, reason: str, config: dict | No
     cfg = ((config or {}).get("benchmark") or {}).get(scenario)
     if cfg:
         try:
-            from quantbench.bench import failed_rows
+            from quantbench.scenarios import failed_rows
 
             return failed_rows(scenario, cfg, status, reason)
         except (KeyError, TypeError, ImportError):

@@ -21,15 +21,6 @@ rule aggregate:
             caption="../report/requests.rst",
             category="Tables",
         ),
-        speed_md=report(
-            f"{REPORT}/speed.md", caption="../report/speed.rst", category="Tables"
-        ),
-        serving_md=report(
-            f"{REPORT}/serving.md", caption="../report/serving.rst", category="Tables"
-        ),
-        batch_md=report(
-            f"{REPORT}/batch.md", caption="../report/batch.rst", category="Tables"
-        ),
         engine_md=report(
             f"{REPORT}/engine.md", caption="../report/engine.rst", category="Tables"
         ),
@@ -40,21 +31,6 @@ rule aggregate:
             f"{REPORT}/checkpoints.md",
             caption="../report/checkpoints.rst",
             category="Tables",
-        ),
-        plot=report(
-            f"{REPORT}/speed_vs_input.png",
-            caption="../report/speed_plot.rst",
-            category="Plots",
-        ),
-        capacity_md=report(
-            f"{REPORT}/capacity.md",
-            caption="../report/capacity.rst",
-            category="Tables",
-        ),
-        capacity_plot=report(
-            f"{REPORT}/capacity_curves.png",
-            caption="../report/capacity_plot.rst",
-            category="Plots",
         ),
         gate_md=report(
             f"{REPORT}/gate.md", caption="../report/gate.rst", category="Quality"
@@ -75,6 +51,13 @@ rule aggregate:
             for ext in ("csv", "html")
         ]
         + [f"{REPORT}/frontier.svg"],
+        # every scenario's tables (.md) and plots, with their captions
+        scenarios=[
+            report(
+                f"{REPORT}/{file}", caption=SCENARIO_CAPTIONS[file], category=category
+            )
+            for file, _, category in SCENARIO_REPORT
+        ],
         tables=[
             f"{REPORT}/{table}.{ext}"
             for table in REPORT_TABLES

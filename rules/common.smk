@@ -39,6 +39,8 @@ from quantbench.io import REPO_ROOT
 
 from quantbench.status import CellKey
 
+from quantbench.scenarios import report_files as scenario_report_files, write_captions
+
 SCHEMA = REPO_ROOT / "config" / "schema" / "config.schema.yaml"
 # The most GPUs one job may get: --resources gpu=N (profiles/local sets 1); None = not capped.
 try:
@@ -55,15 +57,15 @@ except ConfigError as err:
 RESULTS = "results"
 REPORT = f"{RESULTS}/report"
 SCENARIOS = config["benchmark"]["scenarios"]
+# Each scenario's tables and plots, with their captions, as its module declares them
+# (quantbench/scenarios/); the report's other tables after them.
+SCENARIO_REPORT = scenario_report_files()
+SCENARIO_CAPTIONS = write_captions(".snakemake/quantbench/captions")
 REPORT_TABLES = [
-    "speed",
-    "serving",
-    "batch",
-    "clients",
+    *(f.removesuffix(".md") for f, _, _ in SCENARIO_REPORT if f.endswith(".md")),
     "engine",
     "quality",
     "checkpoints",
-    "capacity",
 ]
 
 

@@ -240,7 +240,7 @@ def test_memory_is_put_against_its_floor(speed):
 
 
 def test_speed_table_shows_a_spread_only_over_repeats():
-    from quantbench.report import speed_table
+    from quantbench.scenarios.single import speed_table
 
     row = {"scenario": "single", "status": "ok", "engine": "sglang", "quantization": "bf16"}
     row |= {"decode_speed_tok_s": 1.0, "peak_mem_mb": 1.0, "mem_method": "nvml"}

@@ -183,7 +183,7 @@ def test_compare_marks_a_failed_cell(tmp_path):
 
 
 def test_a_flags_column_becomes_codes_with_a_legend(tmp_path):
-    from quantbench.report import write_table
+    from quantbench.quality.report import write_flagged_table as write_table
 
     long_flag = "post-run: " + "x" * 400
     df = pd.DataFrame(

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from quantbench.bench import run_batch, run_serving, run_single
 from quantbench.client.prompts import PromptSource, longest_shared_prefix
 from quantbench.engines.sglang import SGLangEngine
 from quantbench.engines.vllm import VLLMEngine
 from quantbench.models import build_tokenizer
 from quantbench.refserver import read_truth
+from quantbench.scenarios.batch import run_batch
+from quantbench.scenarios.serving import run_serving
+from quantbench.scenarios.single import run_single
 from quantbench.status import Status
 
 

@@ -5,9 +5,8 @@ comparison show the same figures."""
 import pandas as pd
 import pytest
 
-from quantbench.bench import summarize_rows
 from quantbench.published import measured_cells
-from quantbench.report import speed_table
+from quantbench.scenarios.single import speed_table, summarize_rows
 from quantbench.status import MemorySource, Status
 from quantbench.summary import summarize_lengths
 

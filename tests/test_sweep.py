@@ -14,12 +14,12 @@ import pytest
 import yaml
 from test_e2e import copy_workflow, snakemake
 
-from quantbench.bench import SCENARIO_RUNNERS
 from quantbench.client.prompts import PromptSource, longest_shared_prefix
 from quantbench.client.scrape import engine_sample, parse_prometheus, summarize_samples
 from quantbench.engines import get_engine
 from quantbench.models import build_tokenizer
 from quantbench.refserver import capacity_model, read_truth
+from quantbench.scenarios import get_scenario
 from quantbench.status import Status
 from quantbench.sweep import read_prompts_file, search_bounds, slo_text
 
@@ -141,9 +141,9 @@ def test_prompts_file_and_shared_prefix_workloads(tmp_path, tokenizer):
     prompts = PromptSource(tokenizer)
     with engine.serve(launch, str(tmp_path / "server.log")):
         cfg = {**base, "prompts_file": "data/prompts/sample.jsonl", "shared_prefix_tokens": 0}
-        rows, raw, extra = SCENARIO_RUNNERS["sweep"](engine, prompts, cfg, progress=False)
+        rows, raw, extra = get_scenario("sweep").run(engine, prompts, cfg, progress=False)
         shared = {**base, "prompts_file": None, "shared_prefix_tokens": 8}
-        shared_rows, _, _ = SCENARIO_RUNNERS["sweep"](engine, prompts, shared, progress=False)
+        shared_rows, _, _ = get_scenario("sweep").run(engine, prompts, shared, progress=False)
     points, summary = rows[:-1], rows[-1]
     assert [r["phase"] for r in points] == ["saturation", "listed", "concurrency"]
     assert all(r["status"] == Status.OK and r["completed"] == 6 for r in points)

@@ -2,8 +2,8 @@
 stopped), requests and their records, start-up facts, memory, and capabilities declared on the
 class, which the planner, the compatibility table and the config schema read without running it.
 
-The benchmark runners (quantbench.bench) use `generate`, `run_requests`, `measure_memory`,
-`release`, `name`, `scenarios` and `max_positions`; the jobs (quantbench.jobs) `launch_spec`,
+The benchmark scenarios (quantbench.scenarios) use `generate`, `run_requests`, `measure_memory`,
+`release`, `name` and `max_positions`; the jobs (quantbench.jobs) `launch_spec`,
 `session`, `version`, `device` and `in_process`.
 """
 
@@ -21,9 +21,11 @@ POSITIVE_INT = {"type": "integer", "minimum": 1}
 
 
 class Engine(ABC):
-    """One engine kind. Subclasses declare:
+    """One engine kind. The scenarios it runs follow from what it implements
+    (quantbench.scenarios.engine_capabilities): every engine `generate`s; overriding
+    `run_requests` (a server's scheduler) adds serving, batch and sweep; an `own_client_tool`,
+    engine_client. Subclasses declare:
 
-    - `scenarios`: the benchmark scenarios it can run (others are recorded as unsupported);
     - `compat`: checkpoint format -> the engine's kernels for it, the default first (the
       rows of quantbench.compat); `any_format`: a kernel name for every format (an external
       server, whose checkpoint is its own business);
@@ -37,7 +39,6 @@ class Engine(ABC):
     name: ClassVar[str] = ""  # set by @register_engine
     description: ClassVar[str] = ""
     in_process: ClassVar[bool] = False
-    scenarios: ClassVar[tuple[str, ...]] = ("single",)
     compat: ClassVar[dict[str, tuple[str, ...]]] = {}
     any_format: ClassVar[str | None] = None
     weightless: ClassVar[bool] = False

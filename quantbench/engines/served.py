@@ -57,7 +57,6 @@ COMMON_FLAG_SETTINGS = {
 
 class ServedEngine(Engine):
     in_process = False
-    scenarios: ClassVar[tuple[str, ...]] = ("single", "serving", "batch", "engine_client", "sweep")
     settings: ClassVar[dict] = SERVED_SETTINGS
     # The engine's own benchmark tool (quantbench.engines.own_client.Tool), or None.
     own_client_tool: ClassVar = None

@@ -2,7 +2,8 @@
 cell's flags, the gate (paired per-sample comparison with the same model's BF16 cell, plus the
 published-BF16 check) and the quality / speed / memory frontier (table and plot).
 
-One entry, ``build_quality_report``, called by ``quantbench.report.build_report``.
+One entry, ``build_quality_report``, called by ``quantbench.report.build_report``; it reads the
+evaluation files itself (``load_quality``) and imports nothing of quantbench.report.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pandas as pd
 from quantbench.quality.baseline import published_baselines, published_quality
 from quantbench.quality.frontier import frontier_table, plot_frontier
 from quantbench.quality.gate import gate_table, read_samples, sample_scores
+from quantbench.report_html import FlagCodes, table_html
 from quantbench.results import read_result
-from quantbench.status import CELL_COLUMNS, CellKey, Status
+from quantbench.status import CellKey, Status
+from quantbench.tables import CELL_KEYS, cell_of, write_table
 
-KEYS = CELL_COLUMNS
+KEYS = CELL_KEYS
 DEFAULTS = {
     "tolerance": 0.02,
     "alpha": 0.05,
@@ -31,6 +34,38 @@ DEFAULTS = {
 
 def _cell(doc: dict) -> CellKey:
     return CellKey.of(doc["provenance"])
+
+
+def load_quality(paths: list[str]) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        doc = read_result(path)
+        base = {**cell_of(doc["provenance"]), "status": doc["status"], "reason": doc.get("reason")}
+        rows += [{**base, **s} for s in doc.get("scores", [])] or [base]
+    return pd.DataFrame(rows)
+
+
+def quality_table(quality: pd.DataFrame) -> pd.DataFrame:
+    if quality.empty or "value" not in quality:
+        return quality
+    q = quality.copy()
+    q["score"] = [
+        f"{v:.4f} ± {s:.4f}"
+        if pd.notna(v) and pd.notna(s)
+        else (f"{v:.4f}" if pd.notna(v) else f"{st}: {r}")
+        for v, s, st, r in zip(q["value"], q.get("stderr"), q["status"], q["reason"])
+    ]
+    return q[CELL_KEYS + ["task", "metric", "filter", "n", "score", "status"]].fillna("")
+
+
+def write_flagged_table(df: pd.DataFrame, stem: Path, title: str) -> None:
+    """A table whose rows carry flags: a flag's full text repeats on every row it applies to,
+    so the HTML shows short codes with a legend below."""
+    html = None
+    if "flags" in df.columns and len(df):
+        codes = FlagCodes()
+        html = table_html(df, codes) + codes.legend()
+    write_table(df, stem, title, html)
 
 
 def baseline_quant(cfg: Mapping) -> str:
@@ -134,8 +169,6 @@ def build_quality_report(
     (status, kv_cache_tokens); ``cfg`` the workflow config (``evaluation``, ``models``,
     ``quantizations``). Returns counts and notes.
     """
-    from quantbench.report import load_quality, quality_table, write_table
-
     out = Path(out_dir)
     cfg = {**cfg, "evaluation": {**DEFAULTS, **(cfg.get("evaluation") or {})}}
     ev = cfg["evaluation"]
@@ -147,7 +180,7 @@ def build_quality_report(
     if len(quality):
         quality = quality.copy()
         quality["flags"] = [_joined(flags.get(k)) for k in zip(*(quality[c] for c in KEYS))]
-    write_table(quality, out / "quality", "Quality (lm-eval)")
+    write_flagged_table(quality, out / "quality", "Quality (lm-eval)")
 
     scores_by_cell, notes = {}, []
     for path in samples_paths:
@@ -176,7 +209,9 @@ def build_quality_report(
     gate["flags"] = [
         _joined(flags.get(k)) for k in zip(gate["model"], gate["quantization"], gate["engine"])
     ]
-    write_table(_display(gate), out / "gate", f"Quality gate vs {base} (paired, per sample)")
+    write_flagged_table(
+        _display(gate), out / "gate", f"Quality gate vs {base} (paired, per sample)"
+    )
 
     task = ev["frontier_task"] or ("all" if len(tasks) > 1 else next(iter(tasks), None))
     speed = _speed_frame(cells_df)
@@ -198,7 +233,7 @@ def build_quality_report(
         input_len=ev["frontier_input_len"],
         baseline_quant=base,
     )
-    write_table(
+    write_flagged_table(
         _display(frontier), out / "frontier", f"Quality / speed / memory frontier vs {base}"
     )
     plot_frontier(frontier, out / "frontier.png", out / "frontier.svg")

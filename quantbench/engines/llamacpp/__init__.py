@@ -4,8 +4,8 @@ It is built from the llama.cpp tree the GGUF quantization method already uses (b
 prompt cache is on by default; measurements turn it off (`--no-cache-prompt`), and every
 response's `usage.prompt_tokens_details.cached_tokens` (llama-server's `n_prompt_tokens_cache`,
 also `timings.cache_n`) is the proof. It runs requests on `parallel` slots (continuous
-batching), so the serving and batch scenarios apply; it has no benchmark client of its own
-against a server, so `engine_client` does not.
+batching), so the serving, batch and sweep scenarios apply (its `/metrics` is on); it has no
+benchmark client of its own against a server, so `engine_client` does not.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ class LlamaCppEngine(ServedEngine):
         ("cmake>=3.14", "make", "cxx-compiler"),
     )
     packages = ()  # a binary: its version is in its start-up log
-    scenarios = ("single", "serving", "batch")
     compat = {"gguf": ("gguf",)}  # llama.cpp's own kernels for each GGUF type
     settings = {
         **SERVED_SETTINGS,

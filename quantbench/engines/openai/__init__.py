@@ -48,8 +48,6 @@ class ExternalEngine(ServedEngine):
     description = "an already running OpenAI-compatible server; nothing is launched"
     environment = ("3.11", ("eval",), "An external OpenAI-compatible server: client and lm-eval.")
     packages = ()
-    # no engine of ours, so no engine's own client
-    scenarios = ("single", "serving", "batch", "sweep")
     any_format = "external"  # it serves whatever it was started with: nothing to check here
     settings = {
         "base_url": {"type": "string", "pattern": "^https?://"},

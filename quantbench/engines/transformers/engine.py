@@ -68,7 +68,6 @@ def _reserve_for_weights(config, dtype, attn: str, device: str) -> None:
 @register_engine("transformers")
 class TransformersEngine(InProcessEngine):
     description = "Hugging Face Transformers in this process (generate(), batch 1)"
-    scenarios = ("single",)  # serving and batch need a server's scheduler
     packages = ("transformers",)
     settings = {
         "device": {"type": "string", "pattern": "^(auto|cpu|cuda(:[0-9]+)?)$", "default": "auto"},

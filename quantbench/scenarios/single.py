@@ -1,0 +1,251 @@
+"""Batch 1 at each input length, `repeats` times, exactly `output_len` tokens: the speed table
+(the layout of Qwen3's published speed tables) and the speed-against-input plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from quantbench.bench import (
+    WARMUP_OUTPUT_LEN,
+    _is_oom,
+    cache_fields,
+    record_row,
+)
+from quantbench.io import save_figure
+from quantbench.scenarios import POSITIVE_INT, Plot, Scenario, Table, register_scenario
+from quantbench.status import Status
+from quantbench.summary import summarize_lengths
+from quantbench.tables import CELL_KEYS, cache_cell, cache_hits, mean_with_spread, status_or
+
+SPEED_COLUMNS = [
+    "engine",
+    "model",
+    "input_len",
+    "quantization",
+    "speed_tok_s",
+    "decode_tok_s",
+    "memory_mb",
+    "memory_method",
+    "repeats",
+    "cached_tokens",
+]
+
+
+def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Rows model x input length x quantization per engine; speed (mean ± std over repeats) and
+    peak memory. A cell with no successful repeat shows its status and reason instead."""
+    single = cells[cells["scenario"] == "single"] if "scenario" in cells else cells.iloc[:0]
+    out = []
+    for key, group in single.groupby(CELL_KEYS + ["input_len"], sort=True):
+        ok = group[group["status"] == Status.OK]
+        row = dict(zip(CELL_KEYS + ["input_len"], key))
+        if ok.empty:
+            row["speed_tok_s"] = status_or(group.iloc[0], "")
+            row["memory_mb"] = ""
+        else:
+            (summary,) = summarize_lengths(group.to_dict("records"))
+            speed = summary.spread("speed_tok_s")
+            row["speed_tok_s"] = mean_with_spread(speed.mean, speed.std, summary.n_ok)
+            row["decode_tok_s"] = f"{summary.spread('decode_speed_tok_s').mean:.2f}"
+            row["memory_mb"] = f"{summary.peak_mem_mb_max:.2f}"
+            row["memory_method"] = summary.mem_method
+            row["repeats"] = summary.n_ok
+            if cache_hits(ok):
+                row["speed_tok_s"] += " (cache hit)"
+        row["cached_tokens"] = cache_cell(group)
+        out.append(row)
+    return pd.DataFrame(out).reindex(columns=SPEED_COLUMNS).fillna("")
+
+
+def plot_speed(cells: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = cells[(cells["scenario"] == "single") & (cells["status"] == Status.OK)]
+    groups = list(ok.groupby(["engine", "model"]))
+    fig, axes = plt.subplots(
+        1, max(1, len(groups)), figsize=(6 * max(1, len(groups)), 4), squeeze=False
+    )
+    for ax, ((engine, model), g) in zip(axes[0], groups):
+        for quant, q in g.groupby("quantization"):
+            stats = q.groupby("input_len")["speed_tok_s"].agg(["mean", "std"]).reset_index()
+            ax.errorbar(
+                stats["input_len"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=quant,
+            )
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("input length (tokens)")
+        ax.set_ylabel("speed (prompt + generated) / s")
+        ax.set_title(f"{model} · {engine}")
+        ax.legend(title="quantization")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def summarize_rows(rows: list[dict]) -> list[dict]:
+    """Mean and spread per input length over the repeats that succeeded (quantbench.summary)."""
+    return [s.as_dict() for s in summarize_lengths(rows)]
+
+
+def run_single(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list, list, dict]:
+    """Batch 1 at each input length (ascending), `repeats` times, exactly `output_len` tokens,
+    each length after one unmeasured request of its own shape (`warmup_per_shape`).
+
+    `prompts` is the job's PromptSource: every request, warm-up included, has its own prompt
+    and none begins another. Returns the rows, the raw per-request records (timestamps) for
+    re-analysis, and what ran besides (warm-up requests).
+    """
+    lengths = sorted(cfg["input_lengths"])
+    out_len = cfg["output_len"]
+    seed = cfg.get("seed", 0)
+    max_pos = engine.max_positions
+    warmups = 0
+    for i in range(cfg.get("warmup", 0)):  # load kernels once; not recorded
+        engine.generate(prompts.prompt(min(lengths), seed, "single-warmup", i), min(8, out_len))
+        warmups += 1
+    rows, raw = [], []
+    bar = tqdm(
+        total=len(lengths) * cfg["repeats"],
+        desc="single",
+        unit="req",
+        disable=not progress,
+        file=sys.__stderr__,
+        mininterval=1.0,
+    )
+    for input_len in lengths:
+        fits = not (max_pos and input_len + out_len > max_pos)
+        if cfg.get("warmup_per_shape", True) and fits:
+            try:  # this length's kernels and shapes, once, before its measured repeats
+                ids = prompts.prompt(input_len, seed, "single-warmup-shape", input_len)
+                engine.generate(ids, min(WARMUP_OUTPUT_LEN, out_len))
+                warmups += 1
+            except Exception as err:  # noqa: BLE001 - the measured requests record the failure
+                tqdm.write(f"single warm-up at {input_len} failed: {err}", file=sys.__stderr__)
+                if _is_oom(err):
+                    engine.release()
+        for rep in range(cfg["repeats"]):
+            row, timestamps = _single_request(engine, prompts, cfg, input_len, rep, max_pos)
+            rows.append(row)
+            if timestamps is not None:
+                raw.append(timestamps)
+            _log_row(row)
+            bar.update()
+    bar.close()
+    return rows, raw, {"warmup_requests": warmups}
+
+
+def _single_request(engine, prompts, cfg, input_len, rep, max_pos):
+    """One batch-1 request: its row, and where it ran, its raw record (every timestamp, for
+    re-analysis)."""
+    out_len = cfg["output_len"]
+    base = {
+        "scenario": "single",
+        "input_len": input_len,
+        "output_len": out_len,
+        "repeat": rep,
+        "batch_size": 1,
+    }
+    if max_pos and input_len + out_len > max_pos:
+        reason = (
+            f"{input_len}+{out_len} tokens exceed the model's max_position_embeddings {max_pos}"
+        )
+        return {**base, "status": Status.UNSUPPORTED, "reason": reason}, None
+    try:
+        prompt = prompts.prompt(input_len, cfg.get("seed", 0), "single", input_len, rep)
+        record, mem = engine.generate(prompt, out_len)
+    except Exception as err:  # noqa: BLE001 - any failure is this cell's result
+        oom = _is_oom(err)
+        if oom:
+            engine.release()
+        row = {
+            **base,
+            "status": Status.FAILED,
+            "reason": ("OOM: " if oom else "") + f"{type(err).__name__}: {err}"[:500],
+            "traceback": traceback.format_exc(limit=5),
+        }
+        return row, None
+    cache = cache_fields([record])
+    row = {**base, **record_row(record, input_len, out_len), **mem}
+    row |= {"cached_tokens": cache["cached_tokens"], "cache_hit": bool(cache["cache_hits"])}
+    return row, {**base, **asdict(record)}
+
+
+def _log_row(row: dict) -> None:
+    """One line per request in the job's log, as it finishes: a job cut before its result file
+    is written (a time limit, scancel) still shows which requests finished and what they
+    measured."""
+    shown = {k: v for k, v in row.items() if k != "traceback"}
+    tqdm.write("single " + json.dumps(shown, default=str), file=sys.__stderr__)
+
+
+@register_scenario("single")
+class Single(Scenario):
+    settings = {
+        "input_lengths": {
+            "type": "array",
+            "items": POSITIVE_INT,
+            "minItems": 1,
+            "uniqueItems": True,
+            "default": [1, 6144, 14336, 30720, 63488, 129024],
+        },
+        "output_len": {**POSITIVE_INT, "default": 2048},
+        "repeats": {**POSITIVE_INT, "default": 3},
+        "warmup": {"type": "integer", "minimum": 0, "default": 1},
+        "warmup_per_shape": {
+            "type": "boolean",
+            "default": True,
+            "description": "one unmeasured request at each input length first",
+        },
+        "seed": {"type": "integer", "default": 0},
+    }
+    tables = (
+        Table(
+            "speed",
+            "Speed (tokens/s) and peak memory (MB), batch 1",
+            "Batch-1 speed, laid out like the published Qwen3 speed tables: speed = (prompt "
+            "tokens + generated tokens) / time, mean ± standard deviation over repeats; "
+            "`decode_tok_s` = generated tokens / time (Qwen's Transformers script). Peak memory "
+            "with the method that measured it.",
+            build=speed_table,
+            headline=True,
+        ),
+    )
+    plots = (
+        Plot(
+            "speed_vs_input.png",
+            "Speed against input length (mean ± sd over repeats)",
+            "Speed against input length, one line per quantization (error bars: standard "
+            "deviation over repeats).",
+            plot_speed,
+        ),
+    )
+
+    def run(self, engine, prompts, settings, progress=True):
+        return run_single(engine, prompts, settings, progress)
+
+    def failed_rows(self, settings, status, reason):
+        base = {"scenario": self.name, "status": status, "reason": reason}
+        return [
+            {**base, "input_len": n, "output_len": settings["output_len"], "batch_size": 1}
+            for n in sorted(settings["input_lengths"])
+        ]
+
+    def summarize(self, rows):
+        return summarize_rows(rows)
