@@ -105,6 +105,7 @@ def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
             "status": doc["status"],
             "startup_s": _fact(startup, "startup_s"),
             "measure_s": doc.get("measure_s"),
+            "session_s": doc.get("session_s"),
             "kv_cache_tokens": _fact(startup, "kv_cache_tokens"),
             "kv_cache_gib": _fact(startup, "kv_cache_gib")
             or _fact(startup, "available_kv_cache_gib"),
@@ -129,14 +130,30 @@ def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
         row["warmup_requests"] = ", ".join(warmups)
         rows.append(row)
     table = pd.DataFrame(rows)
+    if len(table):
+        table = pd.concat([table, pd.DataFrame([_sweep_share(table)])], ignore_index=True)
+        table["measuring_share"] = table["measure_s"] / table["session_s"]
     extra = sorted(c for c in table.columns if c.startswith("j_per_token_"))
     return table.reindex(columns=ENGINE_COLUMNS[:-2] + extra + ENGINE_COLUMNS[-2:])
+
+
+def _sweep_share(table: pd.DataFrame) -> dict:
+    """The whole sweep's row: the engines' session time (start-up, measuring, shutdown) and the
+    part of it spent measuring, over every cell that held its engine."""
+    held = table.dropna(subset=["session_s"])
+    return {
+        "model": f"all {len(held)} cells",
+        "session_s": held["session_s"].sum(min_count=1),
+        "measure_s": held["measure_s"].sum(min_count=1),
+    }
 
 
 ENGINE_COLUMNS = CELL_KEYS + [
     "status",
     "startup_s",
     "measure_s",
+    "session_s",
+    "measuring_share",
     "kv_cache_tokens",
     "kv_cache_gib",
     "max_concurrency",

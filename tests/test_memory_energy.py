@@ -1,6 +1,7 @@
 """Served engines' memory and energy columns (issue 18): the memory a request holds tells
 formats apart; energy is per scenario, per output token, with the idle part apart."""
 
+import pandas as pd
 import pytest
 
 from quantbench import gpu
@@ -79,3 +80,25 @@ def test_engine_table_shows_process_and_device_memory_apart_and_energy_per_scena
     assert row["j_per_token_serving"] == 0.47 and row["energy_idle_j"] == 56.0
     assert row["warmup_requests"] == "serving 8"
     assert row["prefix_caching"] == "--disable-radix-cache"
+
+
+def test_engine_table_reports_the_share_of_engine_time_spent_measuring(tmp_path):
+    """Each cell's measuring share of its engine session, and the sweep's over every cell that
+    held an engine (a cell that never started one is left out of the sum)."""
+    import json
+
+    paths = []
+    for quant, session, measure in (("a", 100.0, 80.0), ("b", 300.0, 60.0), ("c", None, None)):
+        cell = tmp_path / "bench" / "m" / quant / "vllm"
+        cell.mkdir(parents=True)
+        prov = {"model": "m", "quantization": quant, "engine": "vllm"}
+        facts = {"provenance": prov, "status": "ok" if session else "failed"}
+        facts |= {"session_s": session, "measure_s": measure}
+        (cell / "engine.json").write_text(json.dumps(facts))
+        paths.append(str(cell / "engine.json"))
+    table = engine_table(paths, None).set_index("quantization", drop=False)
+    assert table.loc["a", "measuring_share"] == 0.8
+    assert table.loc["b", "measuring_share"] == 0.2
+    assert pd.isna(table.loc["c", "measuring_share"])
+    sweep = table[table["model"] == "all 2 cells"].iloc[0]
+    assert sweep["session_s"] == 400.0 and sweep["measuring_share"] == 140.0 / 400.0
