@@ -3,41 +3,21 @@ docs/adding-a-scenario.md, taken from that page, added to a copy of the workflow
 in it changes) and run through the DAG to the report on the tiny model with the Transformers
 engine."""
 
-import filecmp
 import json
-import re
 import subprocess
 import sys
 
 import pandas as pd
 import yaml
-from test_e2e import ROOT, WORKFLOW_PARTS, copy_workflow, snakemake
+from test_e2e import ROOT, copy_workflow, snakemake
+from test_engine_plugin import changed_files, doc_files
 
 DOC = ROOT / "docs" / "adding-a-scenario.md"
 MODULE = "quantbench/scenarios/prefill.py"
 
 
-def doc_files() -> dict[str, str]:
-    """The page's code blocks whose first line is `# file: <path>`."""
-    blocks = re.findall(r"```\w*\n# file: (.+?)\n(.*?)```", DOC.read_text(), flags=re.S)
-    return dict(blocks)
-
-
-def changed_files(work) -> set[str]:
-    """Files of the workflow parts that differ from this repository's, or are new."""
-    out = set()
-    for part in WORKFLOW_PARTS:
-        for path in (work / part).rglob("*") if (work / part).is_dir() else [work / part]:
-            rel = path.relative_to(work)
-            if path.is_dir() or "__pycache__" in rel.parts:
-                continue
-            if not (ROOT / rel).exists() or not filecmp.cmp(path, ROOT / rel, shallow=False):
-                out.add(str(rel))
-    return out
-
-
 def test_a_new_scenario_runs_to_the_aggregate_table(tmp_path, monkeypatch):
-    files = doc_files()
+    files = doc_files(DOC)
     entry = yaml.safe_load(files.pop("config entry"))["benchmark"]
     assert set(files) == {MODULE}
     work = copy_workflow(tmp_path)

@@ -22,16 +22,19 @@ DOC = ROOT / "docs" / "adding-an-engine.md"
 PACKAGE = "quantbench/engines/refserve/__init__.py"
 
 
-def doc_files() -> dict[str, str]:
-    """The page's code blocks whose first line is `# file: <path>`."""
-    blocks = re.findall(r"```\w*\n# file: (.+?)\n(.*?)```", DOC.read_text(), flags=re.S)
+def doc_files(doc=DOC) -> dict[str, str]:
+    """The page's code blocks whose first line is `# file: <path>` (an "adding a ..." doc)."""
+    blocks = re.findall(r"```\w*\n# file: (.+?)\n(.*?)```", doc.read_text(), flags=re.S)
     return dict(blocks)
 
 
 def changed_files(work) -> set[str]:
-    """Files of the workflow parts that differ from this repository's, or are new."""
+    """Files of the workflow parts (and tools/, where copied) that differ from this
+    repository's, or are new."""
     out = set()
     for part in [*WORKFLOW_PARTS, "tools"]:
+        if not (work / part).exists():
+            continue
         for path in (work / part).rglob("*") if (work / part).is_dir() else [work / part]:
             rel = path.relative_to(work)
             if path.is_dir() or "__pycache__" in rel.parts:

@@ -14,19 +14,13 @@ import pandas as pd
 import pytest
 import yaml
 from test_e2e import ROOT, copy_workflow, snakemake
-from test_engine_plugin import changed_files
+from test_engine_plugin import changed_files, doc_files
 
 from quantbench.status import Status
 
 DOC = ROOT / "docs" / "adding-a-quant.md"
 KNOWN_FORMAT = {"quantbench/quant/int8rtn.py", "rules/quantize_int8rtn.smk"}
 NEW_FORMAT = {"quantbench/quant/fp16.py", "rules/quantize_fp16.smk"}
-
-
-def doc_files() -> dict[str, str]:
-    """The page's code blocks whose first line is `# file: <path>`."""
-    blocks = re.findall(r"```\w*\n# file: (.+?)\n(.*?)```", DOC.read_text(), flags=re.S)
-    return dict(blocks)
 
 
 def doc_entries(files: dict[str, str]) -> dict:
@@ -53,7 +47,7 @@ def dry_run_in(work, configfile: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def doc_workflow(tmp_path, monkeypatch):
-    files = doc_files()
+    files = doc_files(DOC)
     entries = doc_entries(files)
     assert set(files) == KNOWN_FORMAT | NEW_FORMAT
     work = copy_workflow(tmp_path)
