@@ -5,21 +5,18 @@ random weights). Each materialised model is a directory plus a manifest (`model.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from quantbench.io import REPO_ROOT, write_json
-
-CORPUS = REPO_ROOT / "data" / "corpus.txt"
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-# ChatML, as Qwen3 uses; enable_thinking=False closes an empty think block like Qwen3's template.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
-    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
-    "{% endif %}{% endif %}"
+from quantbench.io import write_json
+from quantbench.model_parts import (  # noqa: F401 - the tokenizer's names, as importers use them
+    CHAT_TEMPLATE,
+    CORPUS,
+    SPECIAL_TOKENS,
+    arch_config,
+    build_tokenizer,
 )
+
 # Qwen3 architecture scaled down. Linear input sizes are multiples of 128 so group-128
 # quantization schemes apply to every layer.
 TINY_ARCH = {
@@ -39,46 +36,6 @@ TINY_ARCH = {
 
 class ModelSourceError(RuntimeError):
     pass
-
-
-def build_tokenizer(vocab_size: int = 4096, corpus: Path = CORPUS):
-    """A byte-level BPE trained on the shipped corpus with a ChatML template.
-
-    Training is single-threaded (RAYON_NUM_THREADS=1) so the result is byte-identical per run.
-    """
-    os.environ.setdefault("RAYON_NUM_THREADS", "1")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train([str(corpus)], trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=131072,
-    )
-
-
-def _arch_config(arch: dict, vocab_size: int):
-    from transformers import AutoConfig
-
-    cfg = dict(arch)
-    model_type = cfg.pop("model_type", "qwen3")
-    for key in ("architectures", "transformers_version", "torch_dtype", "dtype", "auto_map"):
-        cfg.pop(key, None)
-    cfg["vocab_size"] = max(vocab_size, cfg.get("vocab_size", 0))
-    return AutoConfig.for_model(model_type, **cfg)
 
 
 def resolve_arch(name_or_path: str) -> dict:
@@ -107,7 +64,7 @@ def make_tiny(out_dir: Path, *, seed: int, vocab_size: int, arch: dict | str | N
 
     full = resolve_arch(arch) if isinstance(arch, str) else {**TINY_ARCH, **(arch or {})}
     tokenizer = build_tokenizer(vocab_size)
-    config = _arch_config(full, len(tokenizer))
+    config = arch_config(full, len(tokenizer))
     config.eos_token_id = tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
@@ -126,7 +83,7 @@ def make_dummy(out_dir: Path, *, arch_name: str, vocab_size: int) -> dict:
 
     tokenizer = build_tokenizer(vocab_size)
     arch = resolve_arch(arch_name)
-    config = _arch_config(arch, len(tokenizer))
+    config = arch_config(arch, len(tokenizer))
     config.eos_token_id = tokenizer.eos_token_id
     config.torch_dtype = "bfloat16"
     # vLLM and SGLang pick the model class from `architectures` (no weights name it here).

@@ -154,7 +154,7 @@ def world_text(world: dict) -> str:
 def build_tokenizer(text: str, vocab_size: int):
     import tempfile
 
-    from quantbench.models import build_tokenizer as build
+    from quantbench.model_parts import build_tokenizer as build
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "world.txt"
@@ -191,7 +191,7 @@ def train(out_dir: Path | None, *, seed: int = 0, **overrides) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from quantbench.models import _arch_config
+    from quantbench.model_parts import arch_config
 
     opts = {**DEFAULTS, **overrides}
     torch.set_num_threads(1)  # the kernels' split depends on the thread count
@@ -201,7 +201,7 @@ def train(out_dir: Path | None, *, seed: int = 0, **overrides) -> dict:
     # A base model: it learned the tasks' raw prompts, so it has no chat template (a chat
     # evaluation of it gets the preflight's "no chat template" warning, as it should).
     tokenizer.chat_template = None
-    config = _arch_config({**TRAINED_ARCH, **(opts.get("arch") or {})}, len(tokenizer))
+    config = arch_config({**TRAINED_ARCH, **(opts.get("arch") or {})}, len(tokenizer))
     config.eos_token_id = tokenizer.eos_token_id
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
@@ -267,10 +267,10 @@ def _cache_key(seed: int, opts: dict) -> str:
     import torch
     import transformers
 
-    from quantbench import models
+    from quantbench import model_parts
 
     h = hashlib.sha256(json.dumps({"seed": seed, **opts}, sort_keys=True).encode())
-    for mod in (__file__, models.__file__):
+    for mod in (__file__, model_parts.__file__):
         h.update(Path(mod).read_bytes())
     h.update(f"{torch.__version__} {transformers.__version__} {tokenizers.__version__}".encode())
     return h.hexdigest()[:16]
