@@ -143,6 +143,9 @@ def _sweep_share(table: pd.DataFrame) -> dict:
     held = table.dropna(subset=["session_s"])
     return {
         "model": f"all {len(held)} cells",
+        "quantization": "",
+        "engine": "",
+        "status": "",
         "session_s": held["session_s"].sum(min_count=1),
         "measure_s": held["measure_s"].sum(min_count=1),
     }

@@ -217,7 +217,7 @@ def build_quality_report(
     speed = _speed_frame(cells_df)
     kv = None
     if engine_df is not None and len(engine_df) and "kv_cache_tokens" in engine_df:
-        cells_only = engine_df.dropna(subset=["engine"])  # not the sweep's summary row
+        cells_only = engine_df[engine_df["engine"].fillna("") != ""]  # not the sweep's row
         kv = cells_only.reindex(columns=[*KEYS, "status", "kv_cache_tokens"])
         kv = kv.astype({"kv_cache_tokens": float})
     capacity = None  # the sweep's highest rate under its SLO, where a cell ran one
