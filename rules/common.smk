@@ -27,7 +27,6 @@ from quantbench.plan import (
     ConfigError,
     cell_engine_settings,
     engine_kind,
-    plan_cells,
     quant_format,
 )
 
