@@ -104,6 +104,7 @@ def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
             **cell_of(doc["provenance"]),
             "status": doc["status"],
             "startup_s": _fact(startup, "startup_s"),
+            "compile_cache_files": _fact(startup, "compile_cache_files"),
             "measure_s": doc.get("measure_s"),
             "session_s": doc.get("session_s"),
             "kv_cache_tokens": _fact(startup, "kv_cache_tokens"),
@@ -154,6 +155,7 @@ def _sweep_share(table: pd.DataFrame) -> dict:
 ENGINE_COLUMNS = CELL_KEYS + [
     "status",
     "startup_s",
+    "compile_cache_files",
     "measure_s",
     "session_s",
     "measuring_share",

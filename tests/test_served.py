@@ -240,3 +240,35 @@ def test_external_openai_endpoint_is_measured_not_launched(tmp_path, tokenizer):
         assert srv.proc.poll() is None  # the workflow stopped nothing
     assert rows[0]["status"] == Status.OK and rows[0]["output_tokens"] == 5
     assert not (tmp_path / "unused.log").exists()
+
+
+def test_compile_cache_reaches_the_server_and_a_second_start_is_warm(tmp_path):
+    """`compile_cache` points the engine's kernel caches into one directory (the config's own
+    `env` wins); each start records how many files it found there, so a cold start (0: it
+    compiled) tells itself apart from a warm one in the engine table."""
+    cache = tmp_path / "cc"
+    settings = {"device": "cuda", "compile_cache": str(cache), "env": {"TRITON_CACHE_DIR": "/t"}}
+    spec = SGLangEngine(settings).launch_spec("/ckpt", True, "none", "m")
+    assert spec["env"]["TVM_FFI_CACHE_DIR"] == str(cache / "tvm-ffi")
+    assert spec["env"]["SGLANG_DG_CACHE_DIR"] == str(cache / "deep_gemm")
+    assert spec["env"]["TRITON_CACHE_DIR"] == "/t"
+    vllm = VLLMEngine({"device": "cpu", "compile_cache": str(cache)})
+    assert vllm.launch_spec("/ckpt", True, "none", "m")["env"]["VLLM_CACHE_ROOT"] == str(
+        cache / "vllm"
+    )
+    assert "VLLM_CACHE_ROOT" not in VLLMEngine({"device": "cpu"}).launch_spec(
+        "/ckpt", True, "none", "m"
+    )["env"]
+
+    # A server that compiles into its cache on start, as the engines' JIT libraries do.
+    launch = vllm.launch_spec("/ckpt", True, "none", "ref")
+    compiles = 'mkdir -p "$VLLM_CACHE_ROOT" && echo k > "$VLLM_CACHE_ROOT/k-$$.bin" && exec "$@"'
+    launch["cmd"] = ["sh", "-c", compiles, "sh", sys.executable, "-m", "quantbench.refserver"]
+    launch["cmd"] += ["--port", "{port}", "--model", "ref"]
+    launch["env"]["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    launch["ready_timeout_s"] = 60
+    found = []
+    for start in range(2):
+        with vllm.serve(launch, str(tmp_path / f"server{start}.log")):
+            found.append(vllm.startup_facts()["compile_cache_files"]["value"])
+    assert found == [0, 1]

@@ -18,7 +18,14 @@ from quantbench.status import MemorySource
 
 # Settings of a served engine that are not server flags.
 RUNNER_KEYS = frozenset(
-    {"device", "ready_timeout_s", "executable", "request_timeout_s", "prefix_caching"}
+    {
+        "device",
+        "ready_timeout_s",
+        "executable",
+        "request_timeout_s",
+        "prefix_caching",
+        "compile_cache",
+    }
 )
 # Kernels that need no --quantization flag: the engine reads the checkpoint's own config.
 IMPLICIT_KERNELS = {"none", "compressed-tensors"}
@@ -34,6 +41,12 @@ SERVED_SETTINGS = {
         "default": False,
         "description": "the engine's prefix cache; off, every measured request computes its "
         "whole prompt. Cached tokens are reported either way",
+    },
+    "compile_cache": {
+        "type": "string",
+        "description": "a directory for the engine's compiled kernels (JIT, Triton, "
+        "torch.compile, DeepGEMM), kept between cells and, on a shared filesystem, between "
+        "nodes: every server after the first starts warm. Unset: the libraries' own (~/.cache)",
     },
     "extra_args": {"type": "array", "items": {"type": "string"}},
     "env": {
@@ -55,6 +68,14 @@ COMMON_FLAG_SETTINGS = {
 }
 
 
+def _count_files(directory: str | None) -> int:
+    """Files under `directory` (created if missing): how warm a compile cache is."""
+    if not directory:
+        return 0
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return sum(1 for p in Path(directory).rglob("*") if p.is_file())
+
+
 class ServedEngine(Engine):
     in_process = False
     settings: ClassVar[dict] = SERVED_SETTINGS
@@ -65,6 +86,9 @@ class ServedEngine(Engine):
     cache_proof: ClassVar[str] = "usage.prompt_tokens_details.cached_tokens of every request"
     # A cache report that leaves prompt_tokens_details out when no token was cached (SGLang).
     cache_report_omits_zero: ClassVar[bool] = False
+    # Where the engine's libraries keep what they compile: variable -> subdirectory of the
+    # `compile_cache` setting (a variable the config's `env` sets is left as it is).
+    compile_cache_env: ClassVar[dict[str, str]] = {}
 
     def __init__(self, settings: dict):
         super().__init__(settings)
@@ -117,6 +141,11 @@ class ServedEngine(Engine):
         if not has_weights:  # a dummy model: the engine fills random weights
             flags["load_format"] = "dummy"
         spec = self.build_command(self.model_path(checkpoint, flags), name, flags)
+        cache = self.settings.get("compile_cache")
+        if cache:
+            cache = str(Path(cache).resolve())
+            for var, sub in self.compile_cache_env.items():
+                spec.env.setdefault(var, str(Path(cache) / sub))
         return {
             "engine": self.name,
             "in_process": False,
@@ -128,6 +157,7 @@ class ServedEngine(Engine):
             "env": spec.env,
             "ready_timeout_s": self.settings.get("ready_timeout_s", 900),
             "prefix_cache": self.cache_state(flags["prefix_caching"]),
+            "compile_cache": cache or None,
         }
 
     @contextlib.contextmanager
@@ -143,6 +173,8 @@ class ServedEngine(Engine):
             ready_timeout_s=launch["ready_timeout_s"],
         )
         self.facts = {}
+        self.compile_cache = launch.get("compile_cache")
+        self.compile_cache_files = _count_files(self.compile_cache)
         with self.server:
             yield self.server
         self.server = None
@@ -167,6 +199,13 @@ class ServedEngine(Engine):
                 "value": process,
                 "unit": "MB",
                 "method": "NVML per-process used GPU memory of the server's process group",
+            }
+        if self.compile_cache:
+            facts["compile_cache_files"] = {
+                "value": self.compile_cache_files,
+                "unit": "files",
+                "method": f"files under {self.compile_cache} before the server started "
+                "(0: a cold start that compiled its kernels)",
             }
         device = gpu.device_memory_used_mb()
         if device is not None:

@@ -46,6 +46,16 @@ class SGLangEngine(ServedEngine):
     )
     # Its cache report leaves prompt_tokens_details out when no token was cached.
     cache_report_omits_zero = True
+    # tvm-ffi: its JIT kernels (Marlin for AWQ/GPTQ, minutes of nvcc); DeepGEMM's block-FP8
+    # kernels; SGLang's own (FA3 lock, FlashInfer autotune); Triton and Inductor.
+    compile_cache_env = {
+        "TVM_FFI_CACHE_DIR": "tvm-ffi",
+        "SGLANG_DG_CACHE_DIR": "deep_gemm",
+        "SGLANG_CACHE_DIR": "sglang",
+        "TRITON_CACHE_DIR": "triton",
+        "TORCHINDUCTOR_CACHE_DIR": "inductor",
+        "FLASHINFER_WORKSPACE_BASE": "flashinfer",
+    }
     launch = staticmethod(sglang_launch)
     parse_log = staticmethod(parse_sglang_log)
 

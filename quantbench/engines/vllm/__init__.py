@@ -39,6 +39,12 @@ class VLLMEngine(ServedEngine):
         "(--enable-prompt-tokens-details)"
     )
     launch = staticmethod(vllm_launch)
+    # VLLM_CACHE_ROOT holds torch.compile's artifacts and DeepGEMM's kernels (deep_gemm/).
+    compile_cache_env = {
+        "VLLM_CACHE_ROOT": "vllm",
+        "TRITON_CACHE_DIR": "triton",
+        "FLASHINFER_WORKSPACE_BASE": "flashinfer",
+    }
     parse_log = staticmethod(parse_vllm_log)
 
     def build_command(self, model_path, served_name, flags):
