@@ -13,7 +13,7 @@ from quantbench.reference import compare_with_published, load_qwen3_speed, norma
 from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
 from quantbench.status import MemorySource, Status
 from quantbench.summary import summarize_lengths
-from quantbench.tables import mean_with_spread
+from quantbench.tables import mean_with_spread, weights_mark
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
@@ -49,6 +49,8 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     published_way = ok["mem_method"] == MemorySource.TORCH_ALLOCATED
     for col, ours in MEMORY_FIGURES.items():
         ok[col] = ok.get(ours, pd.Series(float("nan"), ok.index)).where(published_way)
+    if "weights_load_path" not in ok:  # only the Transformers engine reports it
+        ok["weights_load_path"] = None
     for col, default in (("cached_tokens", float("nan")), ("cache_hit", False)):
         if col not in ok:
             ok[col] = default
@@ -58,6 +60,7 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
         cached_tokens=("cached_tokens", lambda c: c.sum(min_count=1)),
         cache_hits=("cache_hit", "sum"),
         **{col: (col, "max") for col in MEMORY_FIGURES},
+        weights=("weights_load_path", weights_mark),
         output_len=("output_len", "first"),
         device_name=("device_name", "first"),
     )
@@ -173,7 +176,12 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
             "vs_len1_published": out.get("speed_vs_len1_published", pd.Series(dtype=float)).map(
                 _num
             ),
-            "memory_mb": out["gpu_mem_mb"].map(lambda x: _num(x, "{:.1f}")),
+            # a decompressed load's memory is the dense model's: marked where it is shown
+            "memory_mb": [
+                _num(x, "{:.1f}") + (" (decompressed)" if _num(x) and "DECOMP" in w else "")
+                for x, w in zip(out["gpu_mem_mb"], out["weights"].fillna(""))
+            ],
+            "memory_weights": out["weights"],
             "memory_published": out["gpu_mem_mb_published"].map(lambda x: _num(x, "{:.0f}")),
             "memory_delta": out["gpu_mem_mb_delta_pct"].map(_pct),
             "memory_decode": out["gpu_mem_decode_mb"].map(lambda x: _num(x, "{:.1f}")),

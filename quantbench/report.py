@@ -89,6 +89,16 @@ def _scenario_docs(facts_path: str) -> dict:
     return docs
 
 
+# quantbench/engines/transformers/weights.py: packed, decompressed, unquantized or unclear
+WEIGHT_FORM_COLUMNS = (
+    "weights_load_path",
+    "weights_held_gib",
+    "checkpoint_gib",
+    "dense_gib",
+    "linear_classes",
+)
+
+
 def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
     """Per cell: time spent starting vs measuring, KV-cache capacity, the memory the engine
     reports (weights, KV pool) and its processes hold (NVML per process; the device-wide figure
@@ -112,6 +122,8 @@ def engine_table(paths: list[str], cells: pd.DataFrame) -> pd.DataFrame:
             or _fact(startup, "available_kv_cache_gib"),
             "max_concurrency": _fact(startup, "max_concurrency"),
             "weights_gib": _fact(startup, "weights_gib"),
+            # In-process Transformers: in which form the weights sat and the sizes that tell it
+            **{key: _fact(startup, key) for key in WEIGHT_FORM_COLUMNS},
             "process_gpu_memory_mb": _fact(startup, "process_gpu_memory_mb"),
             "device_gpu_memory_used_mb": _fact(startup, "device_gpu_memory_used_mb"),
             "prefix_caching": cache.get("how"),
@@ -163,6 +175,7 @@ ENGINE_COLUMNS = CELL_KEYS + [
     "kv_cache_gib",
     "max_concurrency",
     "weights_gib",
+    *WEIGHT_FORM_COLUMNS,
     "process_gpu_memory_mb",
     "device_gpu_memory_used_mb",
     "prefix_caching",

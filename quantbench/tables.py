@@ -106,3 +106,13 @@ def write_table(df: pd.DataFrame, stem: Path, title: str, html: str | None = Non
     if html is None:
         html = df.to_html(index=False, na_rep="", border=0, classes="qb-table")
     atomic_write_text(stem.with_suffix(".html"), f"<h2>{title}</h2>\n{html}\n")
+
+
+def weights_mark(paths: pd.Series | None) -> str:
+    """In which form the weights were while memory was measured (the Transformers engine's
+    load path per request): a decompressed quantized model holds the dense model's memory, so
+    the mark says so; empty where the engine does not report it."""
+    seen = set() if paths is None else set(paths.dropna())
+    if "decompressed" in seen:
+        return "DECOMPRESSED: dense memory, not the format's"
+    return ", ".join(sorted(seen))

@@ -134,6 +134,8 @@ FALLBACK = {
     "engines.transformers.device": "auto: cuda when available, else cpu",
     "engines.transformers.dtype": "weights' dtype for unquantized layers",
     "engines.transformers.attn_implementation": "Transformers attention kernel",
+    "engines.transformers.weights": "quantized weights kept packed (a cell whose weights are "
+    "decompressed fails), dequantized at load, or either (path measured and reported)",
     "engines.vllm.device": "auto: cuda when available, else cpu (vLLM's CPU build)",
     "engines.sglang.device": "auto: cuda when available, else cpu",
     "engines.vllm.ready_timeout_s": "seconds to wait for the server's /health",

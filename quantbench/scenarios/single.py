@@ -22,7 +22,14 @@ from quantbench.io import save_figure
 from quantbench.scenarios import POSITIVE_INT, Plot, Scenario, Table, register_scenario
 from quantbench.status import Status
 from quantbench.summary import summarize_lengths
-from quantbench.tables import CELL_KEYS, cache_cell, cache_hits, mean_with_spread, status_or
+from quantbench.tables import (
+    CELL_KEYS,
+    cache_cell,
+    cache_hits,
+    mean_with_spread,
+    status_or,
+    weights_mark,
+)
 
 SPEED_COLUMNS = [
     "engine",
@@ -33,6 +40,7 @@ SPEED_COLUMNS = [
     "decode_tok_s",
     "memory_mb",
     "memory_method",
+    "memory_weights",
     "repeats",
     "cached_tokens",
 ]
@@ -56,6 +64,7 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
             row["decode_tok_s"] = f"{summary.spread('decode_speed_tok_s').mean:.2f}"
             row["memory_mb"] = f"{summary.peak_mem_mb_max:.2f}"
             row["memory_method"] = summary.mem_method
+            row["memory_weights"] = weights_mark(ok.get("weights_load_path"))
             row["repeats"] = summary.n_ok
             if cache_hits(ok):
                 row["speed_tok_s"] += " (cache hit)"

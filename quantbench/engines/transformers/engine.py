@@ -9,6 +9,7 @@ from pathlib import Path
 
 from quantbench.engines import register_engine
 from quantbench.engines.base import InProcessEngine
+from quantbench.engines.transformers import weights as w
 from quantbench.memory import PeakMemory
 from quantbench.metrics import RequestRecord
 
@@ -81,11 +82,15 @@ class TransformersEngine(InProcessEngine):
             "enum": ["sdpa", "eager", "flash_attention_2"],
             "default": "sdpa",
         },
+        # Packed: a quantized checkpoint whose weights are decompressed (measured after a
+        # forward pass) fails the cell, since its memory would be the dense model's.
+        "weights": {"type": "string", "enum": list(w.WEIGHTS_MODES), "default": w.PACKED},
     }
-    # The quantizer from_pretrained picks from the checkpoint: compressed-tensors decompresses
-    # on CPU; fp8 dequantizes to BF16 without a GPU; awq needs `gptqmodel` and gptq both
-    # `gptqmodel` and `optimum` in the engine's environment; gguf loads with `gguf_file=` and
-    # dequantizes to the load dtype.
+    # The quantizer from_pretrained picks from the checkpoint: compressed-tensors keeps FP8
+    # packed on FP8 kernels (CUDA SM89+) and otherwise decompresses on the first forward; fp8
+    # dequantizes to BF16 without a GPU; awq needs `gptqmodel` and gptq both `gptqmodel` and
+    # `optimum` in the engine's environment; gguf loads with `gguf_file=` and dequantizes to
+    # the load dtype. See weights.py for how the path is told.
     compat = {
         "bf16": ("none",),
         "compressed-tensors": ("compressed-tensors",),
@@ -103,6 +108,9 @@ class TransformersEngine(InProcessEngine):
         self.dtype = getattr(torch, settings.get("dtype", "bfloat16"))
         self.memory = PeakMemory(self.device)
         self.model = None
+        self.load_path: str | None = None
+        self.weights_mode = settings.get("weights", w.PACKED)
+        self.weight_facts: dict = {}
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         return {
@@ -114,6 +122,7 @@ class TransformersEngine(InProcessEngine):
             "dtype": str(self.dtype).removeprefix("torch."),
             "attn_implementation": self.settings.get("attn_implementation", "sdpa"),
             "kernel": kernel,
+            "weights_mode": self.weights_mode,
         }
 
     def load(self, checkpoint: str, has_weights: bool, seed: int = 0) -> float:
@@ -132,12 +141,14 @@ class TransformersEngine(InProcessEngine):
                 if ggufs
                 else {}
             )
+            method = w.quant_method(checkpoint)
             self.model = AutoModelForCausalLM.from_pretrained(
                 checkpoint,
                 dtype=self.dtype,
                 attn_implementation=attn,
                 device_map=self.device,
                 **gguf,
+                **w.load_kwargs(method, self.weights_mode),
             )
         else:  # a dummy model: the real architecture with random weights
             torch.manual_seed(seed)
@@ -154,20 +165,44 @@ class TransformersEngine(InProcessEngine):
             raise RuntimeError(f"model parameters on {placed}, expected {self.device}")
         self.model.eval()
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        self._check_weights(checkpoint, has_weights)
         return time.perf_counter() - start
 
+    def _check_weights(self, checkpoint: str, has_weights: bool) -> None:
+        """Measure in which form the weights sit once a forward pass has run (what the
+        requests see), keep the facts, and fail where that is not the form asked for."""
+        from transformers import AutoConfig
+
+        method = w.quant_method(checkpoint) if has_weights else None
+        sizes = {"held_at_load": w.held_bytes(self.model)}
+        w.first_forward(self.model)
+        sizes["held"] = w.held_bytes(self.model)
+        sizes["checkpoint"] = w.checkpoint_bytes(checkpoint) if has_weights else 0
+        sizes["dense"] = w.dense_bytes(AutoConfig.from_pretrained(checkpoint), self.dtype)
+        path = w.decide_path(method, sizes["held"], sizes["checkpoint"], sizes["dense"])
+        classes = w.linear_classes(self.model)
+        self.load_path = path
+        self.weight_facts = w.weight_facts(self.weights_mode, method, path, sizes, classes)
+        try:
+            w.check_path(self.weights_mode, method, path, sizes)
+        except w.WeightsPathError:
+            self.close()  # the session never opens: free the model here
+            raise
+
     def startup_facts(self) -> dict:
-        """What the loaded model holds on the GPU before any request: the base every memory
-        figure stands on (the published cells read as weights + KV cache + a constant)."""
+        """In which form the weights are and what they hold (weights.py); on the GPU also what
+        the model holds before any request: the base every memory figure stands on (the
+        published cells read as weights + KV cache + a constant)."""
         held = self.memory.held_mb()
         if held is None:
-            return {}
+            return dict(self.weight_facts)
         return {
+            **self.weight_facts,
             "weights_gib": {
                 "value": held / 1024,
                 "unit": "GiB",
-                "method": "torch.cuda.memory_allocated after load, before any request",
-            }
+                "method": "torch.cuda.memory_allocated after load and one forward pass",
+            },
         }
 
     def generate(self, prompt_ids: list[int], output_len: int) -> tuple[RequestRecord, dict]:
@@ -201,7 +236,8 @@ class TransformersEngine(InProcessEngine):
             finish_reason="length",
             cached_tokens=0,  # generate() builds a new KV cache for every call: nothing reused
         )
-        return record, self.memory.read()
+        # Each row says in which form the weights were: a decompressed load's memory is marked.
+        return record, {**self.memory.read(), "weights_load_path": self.load_path}
 
     def release(self) -> None:
         """Free cached allocator blocks (after an OOM) so the next cell starts clean."""
