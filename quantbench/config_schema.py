@@ -24,6 +24,13 @@ KIND_KEY = {
     "description": "the engine this instance runs (quantbench/engines/<kind>/); default: the "
     "entry's name",
 }
+ENVIRONMENT_KEY = {
+    "type": "string",
+    "enum": sorted(p.stem for p in (REPO_ROOT / "envs").glob("*.yaml")),
+    "description": "the environment (envs/<name>.yaml) this instance's jobs run in with "
+    "--sdm conda; default: its kind's (e.g. `gptqmodel` for Transformers to load GPTQ "
+    "checkpoints on GPTQModel's packed kernels)",
+}
 
 
 @cache
@@ -47,7 +54,10 @@ def load_schema(path: str = str(SCHEMA)) -> dict:
             "description": "an engine instance of a name of your choice: `kind` picks the engine, "
             "whose settings (engines.<kind>.* above) it takes",
             "required": ["kind"],
-            "properties": {"kind": {**KIND_KEY, "enum": sorted(kinds)}},
+            "properties": {
+                "kind": {**KIND_KEY, "enum": sorted(kinds)},
+                "environment": ENVIRONMENT_KEY,
+            },
         }
     quants = schema.get("properties", {}).get("quantizations", {}).get("additionalProperties")
     if isinstance(quants, dict):
@@ -246,7 +256,14 @@ def _engine_kind_schemas(base: dict) -> dict[str, dict]:
     """Each kind's settings as an instance takes them: `kind` besides."""
     kinds = base.get("properties", {}).get("engines", {}).get("properties", {})
     return {
-        name: {**s, "properties": {"kind": {**KIND_KEY, "const": name}, **s.get("properties", {})}}
+        name: {
+            **s,
+            "properties": {
+                "kind": {**KIND_KEY, "const": name},
+                "environment": ENVIRONMENT_KEY,
+                **s.get("properties", {}),
+            },
+        }
         for name, s in kinds.items()
     }
 

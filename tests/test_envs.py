@@ -193,8 +193,8 @@ def rule_envs() -> list[tuple[str, Path, Path]]:
             script = re.search(r"script:\n\s+\"\.\./(\S+)\"", body).group(1)
             if conda.endswith(".yaml"):
                 envs = [conda.removeprefix("../")]
-            elif conda == "engine_env":
-                envs = [f"envs/{e}.yaml" for e in ENGINE_ENVS]
+            elif conda == "engine_env":  # + the one a Transformers instance may name for GPTQ
+                envs = [f"envs/{e}.yaml" for e in ENGINE_ENVS] + ["envs/gptqmodel.yaml"]
             elif conda == "eval_env":
                 envs = ["envs/eval.yaml"] + [f"envs/{e}.yaml" for e in ENGINE_ENVS[1:]]
             elif conda == "quant_env":  # per method; each method's module in its own env
