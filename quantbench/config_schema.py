@@ -24,7 +24,7 @@ KIND_KEY = {
     "description": "the engine this instance runs (quantbench/engines/<kind>/); default: the "
     "entry's name",
 }
-ENVIRONMENT_KEY = {
+CONDA_ENV_KEY = {
     "type": "string",
     "enum": sorted(p.stem for p in (REPO_ROOT / "envs").glob("*.yaml")),
     "description": "the environment (envs/<name>.yaml) this instance's jobs run in with "
@@ -56,7 +56,7 @@ def load_schema(path: str = str(SCHEMA)) -> dict:
             "required": ["kind"],
             "properties": {
                 "kind": {**KIND_KEY, "enum": sorted(kinds)},
-                "environment": ENVIRONMENT_KEY,
+                "conda_env": CONDA_ENV_KEY,
             },
         }
     quants = schema.get("properties", {}).get("quantizations", {}).get("additionalProperties")
@@ -260,7 +260,7 @@ def _engine_kind_schemas(base: dict) -> dict[str, dict]:
             **s,
             "properties": {
                 "kind": {**KIND_KEY, "const": name},
-                "environment": ENVIRONMENT_KEY,
+                "conda_env": CONDA_ENV_KEY,
                 **s.get("properties", {}),
             },
         }

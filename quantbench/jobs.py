@@ -115,7 +115,7 @@ def engine_of(engine: str, settings: dict):
     from quantbench.engines import get_engine
 
     settings = dict(settings)
-    settings.pop("environment", None)  # the job's environment: Snakemake's concern
+    settings.pop("conda_env", None)  # the job's environment: Snakemake's concern
     kind = settings.pop("kind", engine)
     return get_engine(kind)(settings), kind
 

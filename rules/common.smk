@@ -163,10 +163,10 @@ def kind_of(wildcards):
 
 def engine_env(wildcards):
     """Each engine kind's own environment (`--sdm conda`): vLLM and SGLang pin different
-    torches. An instance may name another (`environment`), e.g. Transformers with GPTQModel.
+    torches. An instance may name another (`conda_env`), e.g. Transformers with GPTQModel.
     """
     settings = config["engines"].get(wildcards.engine) or {}
-    return f"../envs/{settings.get('environment') or kind_of(wildcards)}.yaml"
+    return f"../envs/{settings.get('conda_env') or kind_of(wildcards)}.yaml"
 
 
 def eval_env(wildcards):

@@ -170,7 +170,7 @@ def test_the_published_comparison_matches_an_instance_by_its_kind():
 
 
 def test_an_instance_may_name_its_jobs_environment(config):
-    """`environment` picks the env file of the instance's jobs (`--sdm conda`): Transformers
+    """`conda_env` picks the env file of the instance's jobs (`--sdm conda`): Transformers
     with GPTQModel's kernels (envs/gptqmodel.yaml) beside the plain one. An unknown name fails
     at parse time naming the key; the engine itself never sees the key."""
     from quantbench.jobs import engine_of
@@ -178,13 +178,13 @@ def test_an_instance_may_name_its_jobs_environment(config):
     config["quantizations"] = {"bf16": {"method": "bf16"}}
     config["engines"] = {
         "transformers": {"device": "cpu"},
-        "hf-gptq": {"kind": "transformers", "device": "cpu", "environment": "gptqmodel"},
+        "hf-gptq": {"kind": "transformers", "device": "cpu", "conda_env": "gptqmodel"},
     }
     cells, _ = check_config(copy.deepcopy(config))
     assert Cell("tiny", "bf16", "hf-gptq") in cells
     engine, kind = engine_of("hf-gptq", config["engines"]["hf-gptq"])
-    assert kind == "transformers" and "environment" not in engine.settings
+    assert kind == "transformers" and "conda_env" not in engine.settings
 
-    config["engines"]["hf-gptq"]["environment"] = "gptq-model"
-    with pytest.raises(ConfigError, match=r"^engines\.hf-gptq\.environment: .*gptqmodel"):
+    config["engines"]["hf-gptq"]["conda_env"] = "gptq-model"
+    with pytest.raises(ConfigError, match=r"^engines\.hf-gptq\.conda_env: .*gptqmodel"):
         check_config(config)
