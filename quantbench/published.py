@@ -13,7 +13,7 @@ from quantbench.reference import compare_with_published, load_qwen3_speed, norma
 from quantbench.roofline import gpu_spec, mean_decode_context, resident_bytes, roofline_tok_s
 from quantbench.status import MemorySource, Status
 from quantbench.summary import summarize_lengths
-from quantbench.tables import mean_with_spread, weights_mark
+from quantbench.tables import DECOMPRESSED_MARK, mean_with_spread, weights_mark
 
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
@@ -178,7 +178,8 @@ def comparison_table(out: pd.DataFrame) -> pd.DataFrame:
             ),
             # a decompressed load's memory is the dense model's: marked where it is shown
             "memory_mb": [
-                _num(x, "{:.1f}") + (" (decompressed)" if _num(x) and "DECOMP" in w else "")
+                _num(x, "{:.1f}")
+                + (" (decompressed)" if _num(x) and w == DECOMPRESSED_MARK else "")
                 for x, w in zip(out["gpu_mem_mb"], out["weights"].fillna(""))
             ],
             "memory_weights": out["weights"],

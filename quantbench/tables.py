@@ -108,11 +108,14 @@ def write_table(df: pd.DataFrame, stem: Path, title: str, html: str | None = Non
     atomic_write_text(stem.with_suffix(".html"), f"<h2>{title}</h2>\n{html}\n")
 
 
+DECOMPRESSED_MARK = "DECOMPRESSED: dense memory, not the format's"
+
+
 def weights_mark(paths: pd.Series | None) -> str:
     """In which form the weights were while memory was measured (the Transformers engine's
     load path per request): a decompressed quantized model holds the dense model's memory, so
     the mark says so; empty where the engine does not report it."""
     seen = set() if paths is None else set(paths.dropna())
     if "decompressed" in seen:
-        return "DECOMPRESSED: dense memory, not the format's"
+        return DECOMPRESSED_MARK
     return ", ".join(sorted(seen))

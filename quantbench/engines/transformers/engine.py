@@ -48,22 +48,18 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _reserve_for_weights(config, dtype, attn: str, device: str) -> None:
+def _reserve_for_weights(nbytes: int, device: str) -> None:
     """Let the allocator take the weights' bytes as one block, then free it, as from_pretrained
     does before loading (Transformers' caching-allocator warm-up): the parameters are then cut
     from that one cached segment. Allocated one by one instead, each tensor whose size is not a
     multiple of 2 MiB gets a segment of its own and holds the remainder too (under 1 MiB is not
     split off): 54 MiB more for Qwen3-4B, whose 2560 x 9728 MLP matrices are 47.5 MiB each, in
-    every memory figure of a random-weight model."""
+    every memory figure of a random-weight model. `nbytes`: weights.dense_bytes."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     if torch.device(device).type != "cuda":
         return
-    with torch.device("meta"):
-        shape = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
-    tensors = [*shape.parameters(), *shape.buffers()]  # a tied weight is listed once
-    torch.empty(sum(t.nbytes for t in tensors), dtype=torch.uint8, device=device)  # freed at once
+    torch.empty(nbytes, dtype=torch.uint8, device=device)  # freed at once
 
 
 @register_engine("transformers")
@@ -108,7 +104,6 @@ class TransformersEngine(InProcessEngine):
         self.dtype = getattr(torch, settings.get("dtype", "bfloat16"))
         self.memory = PeakMemory(self.device)
         self.model = None
-        self.load_path: str | None = None
         self.weights_mode = settings.get("weights", w.PACKED)
         self.weight_facts: dict = {}
 
@@ -132,16 +127,14 @@ class TransformersEngine(InProcessEngine):
 
         start = time.perf_counter()
         attn = self.settings.get("attn_implementation", "sdpa")
+        config = AutoConfig.from_pretrained(checkpoint)
+        dense = w.dense_bytes(config, self.dtype)  # the weight check's yardstick, and the reserve
+        method = w.quant_method(checkpoint) if has_weights else None
         if has_weights:
             # A GGUF checkpoint is dequantized on load; its config.json beside it gives the
             # architecture (Transformers' qwen3 GGUF reader assumes head_dim 128).
             ggufs = sorted(Path(checkpoint).glob("*.gguf"))
-            gguf = (
-                {"gguf_file": ggufs[0].name, "config": AutoConfig.from_pretrained(checkpoint)}
-                if ggufs
-                else {}
-            )
-            method = w.quant_method(checkpoint)
+            gguf = {"gguf_file": ggufs[0].name, "config": config} if ggufs else {}
             self.model = AutoModelForCausalLM.from_pretrained(
                 checkpoint,
                 dtype=self.dtype,
@@ -152,8 +145,7 @@ class TransformersEngine(InProcessEngine):
             )
         else:  # a dummy model: the real architecture with random weights
             torch.manual_seed(seed)
-            config = AutoConfig.from_pretrained(checkpoint)
-            _reserve_for_weights(config, self.dtype, attn, self.device)
+            _reserve_for_weights(dense, self.device)
             with torch.device(self.device):
                 model = AutoModelForCausalLM.from_config(
                     config, dtype=self.dtype, attn_implementation=attn
@@ -165,23 +157,27 @@ class TransformersEngine(InProcessEngine):
             raise RuntimeError(f"model parameters on {placed}, expected {self.device}")
         self.model.eval()
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
-        self._check_weights(checkpoint, has_weights)
+        self._check_weights(checkpoint, has_weights, method, dense)
         return time.perf_counter() - start
 
-    def _check_weights(self, checkpoint: str, has_weights: bool) -> None:
+    @property
+    def load_path(self) -> str | None:
+        """In which form the weights sit (weights.decide_path), once loaded."""
+        return (self.weight_facts.get("weights_load_path") or {}).get("value")
+
+    def _check_weights(
+        self, checkpoint: str, has_weights: bool, method: str | None, dense: int
+    ) -> None:
         """Measure in which form the weights sit once a forward pass has run (what the
         requests see), keep the facts, and fail where that is not the form asked for."""
-        from transformers import AutoConfig
-
-        method = w.quant_method(checkpoint) if has_weights else None
         sizes = {"held_at_load": w.held_bytes(self.model)}
-        w.first_forward(self.model)
+        if method is not None:  # the forward only matters where a quantizer may decompress
+            w.first_forward(self.model)
         sizes["held"] = w.held_bytes(self.model)
         sizes["checkpoint"] = w.checkpoint_bytes(checkpoint) if has_weights else 0
-        sizes["dense"] = w.dense_bytes(AutoConfig.from_pretrained(checkpoint), self.dtype)
+        sizes["dense"] = dense
         path = w.decide_path(method, sizes["held"], sizes["checkpoint"], sizes["dense"])
         classes = w.linear_classes(self.model)
-        self.load_path = path
         self.weight_facts = w.weight_facts(self.weights_mode, method, path, sizes, classes)
         try:
             w.check_path(self.weights_mode, method, path, sizes)
@@ -201,7 +197,8 @@ class TransformersEngine(InProcessEngine):
             "weights_gib": {
                 "value": held / 1024,
                 "unit": "GiB",
-                "method": "torch.cuda.memory_allocated after load and one forward pass",
+                "method": "torch.cuda.memory_allocated after load (and, for a quantized "
+                "checkpoint, one forward pass)",
             },
         }
 

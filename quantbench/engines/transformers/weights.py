@@ -77,14 +77,13 @@ def checkpoint_bytes(checkpoint: str) -> int:
 
 def dense_bytes(config, dtype) -> int:
     """The same architecture with every weight dense in the load dtype (built on the meta
-    device: nothing allocated); buffers (rotary tables) at their own dtype."""
+    device: nothing allocated); a tied weight once, buffers (rotary tables) at their own dtype."""
     import torch
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
         shape = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    params = sum(p.numel() for p in shape.parameters()) * dtype.itemsize
-    return params + sum(b.nbytes for b in shape.buffers())
+    return sum(t.nbytes for t in [*shape.parameters(), *shape.buffers()])
 
 
 def linear_classes(model) -> str:
@@ -140,7 +139,7 @@ def weight_facts(mode: str, method: str | None, path: str, sizes: dict, classes:
     """The start-up facts: the path, the sizes behind the decision, the layer classes."""
     how = f"held bytes after a forward pass vs checkpoint and dense size (±{TOLERANCE:.0%})"
     gib = {
-        "weights_held_gib": ("held", "sum of unique parameter/buffer storages after a forward"),
+        "weights_held_gib": ("held", "unique tensor storages (quantized: after a forward)"),
         "weights_held_at_load_gib": ("held_at_load", "the same, right after from_pretrained"),
         "checkpoint_gib": ("checkpoint", "size of the checkpoint's weight files on disk"),
         "dense_gib": ("dense", "parameter count of the architecture x bytes of the load dtype"),
