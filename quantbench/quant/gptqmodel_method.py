@@ -33,11 +33,11 @@ class GPTQModelMethod(QuantMethod):
                    "description": "gptqmodel: checkpoint format and algorithm: gptq, or awq "
                                   "(AutoAWQ GEMM layout)"},
         "bits": {"type": "integer", "enum": [2, 3, 4, 8], "default": 4,
-                 "description": "gptqmodel: weight bits"},
+                 "description": "gptqmodel: weight bits (awq: 4)"},
         "group_size": {"type": "integer", "minimum": -1, "default": 128,
                        "description": "gptqmodel: group size (-1: per channel)"},
         "desc_act": {"type": "boolean", "default": False,
-                     "description": "gptqmodel: activation order"},
+                     "description": "gptqmodel: activation order (gptq only)"},
         "sym": {"type": "boolean",
                 "description": "gptqmodel: symmetric (default true for gptq, false for awq)"},
     }  # fmt: skip
