@@ -1,5 +1,5 @@
-# GPTQModel, an optional GPTQ backend writing the `gptq` format, in its own environment
-# (quantbench/quant/gptqmodel_method.py).
+# GPTQModel, an optional backend writing the `gptq` format (or with `format: awq` the `awq`
+# format), in its own environment (quantbench/quant/gptqmodel_method.py).
 
 
 use rule quantize_base as quantize_gptqmodel with:

@@ -156,3 +156,71 @@ def test_a_format_without_rows_is_refused_naming_where_to_declare_them(config):
         r"\(quantbench/quant/<module>\.py\)",
     ):
         plan_cells(config, {**RULES, "exl2": NoRows})
+
+
+def gptqmodel_config(**awq) -> dict:
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["models"] = {"tiny": {"source": "tiny", "seed": 0}}
+    cfg["evaluation"] = {"enabled": False}
+    cfg["engines"] = {"transformers": {"device": "cpu"}, "vllm": {}}
+    cfg["quantizations"] = {
+        "gq": {"method": "gptqmodel"},
+        "awq-gq": {"method": "gptqmodel", "format": "awq", **awq},
+    }
+    return cfg
+
+
+def test_gptqmodel_format_awq_is_the_awq_format_for_compat_and_plan():
+    """Issue 21: GPTQModel also writes AWQ checkpoints (`format: awq`); the entry's format is
+    what the compat table and the plan read, so engines that load `awq` take them."""
+    from quantbench.config_check import check_config
+    from quantbench.plan import quant_format
+
+    cfg = gptqmodel_config(kernel="awq_marlin")
+    cfg["sweep"] = {"engines": ["vllm"]}
+    cells, _ = check_config(cfg)
+    assert Cell("tiny", "awq-gq", "vllm") in cells and Cell("tiny", "gq", "vllm") in cells
+    # The default stays gptq (filled in at parse time); `sym` has no schema default: GPTQ is
+    # symmetric, AWQ's GEMM layout stores zero points.
+    assert cfg["quantizations"]["gq"]["format"] == "gptq"
+    assert "sym" not in cfg["quantizations"]["awq-gq"]
+    assert quant_format(cfg, "gq", RULES) == "gptq"
+    assert quant_format(cfg, "awq-gq", RULES) == "awq"
+    assert RULES["gptqmodel"].format == "gptq"
+    assert COMPAT[("awq", "transformers")] == ["awq"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ({"format": "exl2"}, r"^quantizations\.awq-gq\.format: 'exl2' is not allowed.*'awq'"),
+        ({"bits": 8}, r"^quantizations\.awq-gq\.bits: 8 is not allowed; allowed: \[4\]"),
+        ({"desc_act": True}, r"^quantizations\.awq-gq\.desc_act: true is not allowed"),
+        ({"fromat": "awq"}, r"quantizations\.awq-gq\.fromat.*did you mean 'format'"),
+    ],
+)
+def test_gptqmodel_format_is_checked_at_parse_time_naming_the_key(entry, error):
+    from quantbench.config_check import check_config
+
+    cfg = gptqmodel_config()
+    cfg["quantizations"]["awq-gq"].update(entry)
+    with pytest.raises(ConfigError, match=error):
+        check_config(cfg)
+
+
+def test_qwen3_speed_runs_its_transformers_awq_cells_packed_on_gptqmodel():
+    """The published table's Transformers AWQ-INT4 cells use the AWQ-format checkpoint on the
+    GPTQModel instance (compressed-tensors W4A16_ASYM decompresses there); SGLang's keep theirs."""
+    from quantbench.config_check import check_config
+    from quantbench.plan import quant_format
+
+    cfg = yaml.safe_load((ROOT / "config" / "examples" / "qwen3_speed.yaml").read_text())
+    cells, _ = check_config(cfg)
+    awq = {
+        (c.quantization, c.engine)
+        for c in cells
+        if cfg["quantizations"][c.quantization].get("reference_quant") == "AWQ-INT4"
+    }
+    assert {e for q, e in awq if e.startswith("transformers")} == {"transformers-gptq"}
+    assert ("awq-gptqmodel", "transformers-gptq") in awq and ("awq-int4", "sglang") in awq
+    assert quant_format(cfg, "awq-gptqmodel", RULES) == "awq"

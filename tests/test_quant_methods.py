@@ -60,7 +60,7 @@ NOT_HERE = {
     if importlib.util.find_spec("gptqmodel") is None
     else None,
     "autoawq": "AutoAWQ is deprecated upstream and its quantizer needs CUDA kernels; AWQ runs "
-    "through llmcompressor (algorithm: awq) instead",
+    "through llmcompressor (algorithm: awq) or gptqmodel (format: awq) instead",
     "prequantized-hub": "the Hugging Face Hub is unreachable here (a local directory is tested)",
 }
 

@@ -90,6 +90,8 @@ class QuantMethod:
       config entry states its own (`format` is then one of its `settings`);
     - `settings`: its config keys besides `method`, `kernel` and `reference_quant`, as
       JSON-schema properties (type, enum, default, description), and `required_settings`;
+    - `constraints`: JSON-schema clauses between its settings (a value allowed only with
+      another's), checked at parse time with the settings;
     - `weightless`: it writes a layout without weights, which only a dummy model on an engine
       that builds the tensors itself runs;
     - `environment`: the QuantEnv its quantize job runs in;
@@ -103,6 +105,7 @@ class QuantMethod:
     format: ClassVar[str | None] = None
     settings: ClassVar[dict[str, dict]] = {}
     required_settings: ClassVar[tuple[str, ...]] = ()
+    constraints: ClassVar[tuple[dict, ...]] = ()
     weightless: ClassVar[bool] = False
     environment: ClassVar[QuantEnv] = TRANSFORMERS_ENV
     packages: ClassVar[tuple[str, ...]] = ("torch", "transformers")
@@ -144,6 +147,8 @@ def entry_schemas() -> list[dict]:
         then: dict = {"properties": dict(cls.settings)}
         if cls.required_settings:
             then["required"] = list(cls.required_settings)
+        if cls.constraints:
+            then["allOf"] = list(cls.constraints)
         is_method = {"properties": {"method": {"const": name}}, "required": ["method"]}
         out.append({"if": is_method, "then": then})
     return out
