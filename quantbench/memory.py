@@ -84,6 +84,11 @@ class PeakMemory:
             out["end_mem_method"] = "torch.cuda.memory_allocated at the last token"
         return out
 
+    @property
+    def prefill_peak_mb(self) -> float | None:
+        """The peak up to mark_prefill_done (None before it, or off CUDA)."""
+        return None if self._prefill_peak is None else self._prefill_peak / 2**20
+
     def held_mb(self) -> float | None:
         """What the process holds on the GPU now (None off CUDA)."""
         if not self.cuda:

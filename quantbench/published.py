@@ -19,6 +19,8 @@ from quantbench.tables import DECOMPRESSED_MARK, mean_with_spread, weights_mark
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
 PUBLISHED_GPU = "NVIDIA H20"  # the Qwen3 tables' hardware (README of reference/)
 KEYS = ["engine", "model", "input_len", "quant"]
+# The scenarios whose rows are batch-1 cells: `single` (timed) and `memory` (memory only).
+BATCH1_SCENARIOS = ("single", "memory")
 # Each memory figure of a measured cell (column here: the engine's row key), every one read
 # against the one published column: the whole request's peak, decode's peak alone, and what the
 # run holds at its last token (the last two from the Transformers engine; the published cells
@@ -34,7 +36,8 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Mean over successful repeats of each batch-1 cell, named as the published tables name
     models, quantizations and engines (an engine instance by its kind; `instance` keeps its
     name). Memory is kept only where it was measured the published way."""
-    ok = cells[(cells["scenario"] == "single") & (cells["status"] == Status.OK)].copy()
+    batch1 = cells["scenario"].isin(BATCH1_SCENARIOS) & (cells["status"] == Status.OK)
+    ok = cells[batch1].copy()
     if ok.empty:
         return pd.DataFrame(columns=KEYS)
     models, quants = config["models"], config["quantizations"]
@@ -64,12 +67,16 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
         output_len=("output_len", "first"),
         device_name=("device_name", "first"),
     )
-    # Speed over the repeats: the one per-length summary (quantbench.summary).
-    summaries = [summarize_lengths(g.to_dict("records"))[0] for _, g in ok.groupby(keys)]
-    agg["speed_tok_s"] = [s.spread("speed_tok_s").mean for s in summaries]
-    agg["speed_std"] = [s.spread("speed_tok_s").std for s in summaries]
-    agg["decode_speed_tok_s"] = [s.spread("decode_speed_tok_s").mean for s in summaries]
-    agg["repeats"] = [s.n_ok for s in summaries]
+    # Speed over the timed repeats: the one per-length summary (quantbench.summary); a cell
+    # measured by the `memory` scenario alone has memory and no speed.
+    timed = ok[ok["scenario"] == "single"]
+    summaries = {k: summarize_lengths(g.to_dict("records"))[0] for k, g in timed.groupby(keys)}
+    found = [summaries.get(tuple(r)) for r in agg[keys].itertuples(index=False)]
+    nan = float("nan")
+    agg["speed_tok_s"] = [s.spread("speed_tok_s").mean if s else nan for s in found]
+    agg["speed_std"] = [s.spread("speed_tok_s").std if s else nan for s in found]
+    agg["decode_speed_tok_s"] = [s.spread("decode_speed_tok_s").mean if s else nan for s in found]
+    agg["repeats"] = [s.n_ok if s else 0 for s in found]
     return agg
 
 

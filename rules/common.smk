@@ -139,8 +139,10 @@ def gpus(wildcards):
 def scenario_settings(wildcards):
     scenarios = {s: dict(config["benchmark"][s]) for s in SCENARIOS}
     lengths = cell_options(wildcards).get("input_lengths")
-    if lengths and "single" in scenarios:
-        scenarios["single"]["input_lengths"] = lengths
+    # A cell's input_lengths: every scenario that measures by input length.
+    for settings in scenarios.values():
+        if lengths and "input_lengths" in settings:
+            settings["input_lengths"] = lengths
     return scenarios
 
 

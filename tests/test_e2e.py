@@ -73,7 +73,12 @@ def run(tmp_path_factory):
     cfg["calibration"].update(num_samples=4000, seq_len=2048)
     cfg["evaluation"]["limit"] = 6
     # batch is a served engine's scenario: unsupported in-process, and left out of bf16's cell
-    cfg["benchmark"]["scenarios"] = ["single", "batch"]
+    cfg["benchmark"]["scenarios"] = ["single", "batch", "memory"]
+    cfg["benchmark"]["memory"] = {
+        "input_lengths": [1, 64, 5000],
+        "output_len": 16,
+        "append_chunk": 5,
+    }
     cfg["cells"] = [
         {
             "model": "tiny-qwen3",
@@ -113,6 +118,20 @@ def test_a_scenario_a_cell_leaves_out_is_skipped_not_run_or_reported(run):
     assert set(batch["quantization"]) == {"fp8-dynamic", "w4a16-gptq"}
 
 
+def test_memory_scenario_rows_through_the_workflow(run):
+    """The untimed memory scenario ran in the cells that did not leave it out: one row per length
+    with generate()'s cache (prompt + 15 tokens), too-long lengths unsupported, the failed
+    quantization's cell failed; the bf16 cell (scenarios: [single]) skipped it."""
+    memory = pd.read_csv(run / "results/report/memory.csv")
+    assert set(memory["quantization"]) == {"fp8-dynamic", "w4a16-gptq"}
+    fp8 = memory[memory["quantization"] == "fp8-dynamic"].set_index("input_len")
+    assert fp8.loc[[1, 64], "status"].eq(Status.OK).all()
+    assert fp8.loc[[1, 64], "kv_tokens"].tolist() == [1 + 15, 64 + 15]
+    assert fp8.loc[5000, "status"].startswith(f"{Status.UNSUPPORTED}: 5000+16 tokens exceed")
+    failed = memory[memory["quantization"] == "w4a16-gptq"]["status"]
+    assert failed.str.startswith(Status.FAILED).all()
+
+
 def test_failed_quantization_is_recorded_and_the_sweep_goes_on(run):
     quant = json.loads((run / "results/quantized/tiny-qwen3/w4a16-gptq/quant.json").read_text())
     assert quant["status"] == Status.FAILED and "calibration text" in quant["reason"]
@@ -125,7 +144,7 @@ def test_failed_quantization_is_recorded_and_the_sweep_goes_on(run):
 
 def test_every_request_generated_exactly_n_tokens(run):
     cells = pd.read_csv(run / "results/report/requests.csv")
-    ok = cells[cells["status"] == Status.OK]
+    ok = cells[(cells["status"] == Status.OK) & (cells["scenario"] == "single")]
     assert len(ok) == 2 * 2 * 2  # 2 quantizations x 2 lengths x 2 repeats
     assert (ok["output_tokens"] == 16).all()
     assert (ok["prompt_tokens"] == ok["input_len"]).all()

@@ -50,7 +50,8 @@ class Scenario:
     - `settings`: the keys of `benchmark.<name>` as JSON-schema properties, with defaults;
     - `requires`: engine capabilities it calls (`engine_capabilities`): `generate` (one
       batch-1 request; every engine), `requests` (concurrent requests on a server's
-      scheduler), `own_client` (the engine's own benchmark tool);
+      scheduler), `own_client` (the engine's own benchmark tool), `generation_memory` (an
+      in-process engine's memory at a generation's last token);
     - `run(engine, prompts, settings, progress)` -> (rows, raw records, extra result fields);
     - `failed_rows(settings, status, reason)`: one row per planned measurement, so a cell
       that failed or could not run still shows each of them in the tables;
@@ -151,7 +152,9 @@ def merge_settings_schemas(benchmark: dict | None) -> None:
 def engine_capabilities(engine) -> set[str]:
     """What an engine (class or instance) can do, from what it implements: every engine runs
     one request (`generate`); one that overrides `run_requests` runs concurrent ones on a
-    scheduler (`requests`); one with an `own_client_tool` has its own benchmark tool."""
+    scheduler (`requests`); one with an `own_client_tool` has its own benchmark tool; one
+    with `generation_memory` reaches a generation's last-token memory without decoding it
+    token by token (`generation_memory`)."""
     from quantbench.engines.base import Engine
 
     cls = engine if isinstance(engine, type) else type(engine)
@@ -160,6 +163,8 @@ def engine_capabilities(engine) -> set[str]:
         caps.add("requests")
     if getattr(cls, "own_client_tool", None) is not None:
         caps.add("own_client")
+    if callable(getattr(cls, "generation_memory", None)):
+        caps.add("generation_memory")
     return caps
 
 

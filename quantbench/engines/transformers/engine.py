@@ -40,6 +40,32 @@ class _TokenClock:
         pass
 
 
+def fill_generation_cache(model, ids, output_len: int, chunk: int, on_prefill_done=None):
+    """The KV cache generate() holds when it emits token `output_len` of a batch-1 greedy run:
+    the prompt prefilled in one pass (logits of its last position only, as generate() does),
+    then output_len - 1 tokens appended `chunk` at a time. Token values change no tensor's
+    size, so the greedy token is repeated rather than decoded."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    if on_prefill_done is not None:
+        on_prefill_done()
+    token = out.logits[:, -1:].argmax(-1)
+    del out
+    left = output_len - 1
+    while left > 0:
+        n = min(chunk, left)
+        out = model(
+            input_ids=token.expand(1, n), past_key_values=cache, use_cache=True, logits_to_keep=1
+        )
+        token = out.logits[:, -1:].argmax(-1).to(torch.long)
+        del out
+        left -= n
+    return cache
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -235,6 +261,41 @@ class TransformersEngine(InProcessEngine):
         )
         # Each row says in which form the weights were: a decompressed load's memory is marked.
         return record, {**self.memory.read(), "weights_load_path": self.load_path}
+
+    def generation_memory(self, prompt_ids: list[int], output_len: int, chunk: int) -> dict:
+        """What a batch-1 greedy generate() of `output_len` tokens holds at its last token (the
+        published Transformers memory column), reached in `output_len / chunk` forward passes
+        instead of `output_len` (decode is launch-bound: 170 s for 2048 tokens of Qwen3-0.6B on
+        the lent H100's host). The prompt is prefilled as generate() prefills it, then the
+        output_len - 1 tokens whose keys and values generate() caches before emitting its last
+        one are fed `chunk` at a time: the cache ends with the same tensors of the same sizes
+        (fill_generation_cache), so `end_mem_mb` is generate()'s. Only prefill's peak is a
+        peak of generate(); the chunks' own peak is not, and is not reported."""
+        import torch
+
+        ids = torch.tensor([prompt_ids], device=self.device)
+        self.memory.reset()
+        with torch.inference_mode():
+            cache = fill_generation_cache(
+                self.model, ids, output_len, chunk, on_prefill_done=self.memory.mark_prefill_done
+            )
+            self.memory.mark_last_token()
+            cached = cache.get_seq_length()
+        del cache
+        read = self.memory.read()
+        out = {
+            "kv_tokens": int(cached),
+            "cached_tokens": 0,  # a new cache for every call: nothing reused
+            "mem_method": read["mem_method"],
+            "weights_load_path": self.load_path,
+        }
+        if self.memory.cuda:
+            out["end_mem_mb"] = read.get("end_mem_mb")
+            out["end_mem_method"] = read.get("end_mem_method")
+            out["prefill_peak_mem_mb"] = self.memory.prefill_peak_mb
+        else:  # the process's peak RSS over the whole path: no figure of generate() itself
+            out["peak_mem_mb"] = read["peak_mem_mb"]
+        return out
 
     def release(self) -> None:
         """Free cached allocator blocks (after an OOM) so the next cell starts clean."""
