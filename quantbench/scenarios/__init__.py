@@ -19,6 +19,18 @@ from typing import ClassVar
 POSITIVE_INT = {"type": "integer", "minimum": 1}
 
 
+def input_lengths_setting(default: list[int]) -> dict:
+    """The `input_lengths` setting of a scenario measured per batch-1 input length (a cell's own
+    `input_lengths` replaces it: rules/common.smk)."""
+    return {
+        "type": "array",
+        "items": POSITIVE_INT,
+        "minItems": 1,
+        "uniqueItems": True,
+        "default": default,
+    }
+
+
 @dataclass(frozen=True)
 class Table:
     """A report table: `results/report/<name>.{csv,md,html}`. `build(cells)` makes it from every

@@ -13,7 +13,13 @@ import traceback
 from tqdm import tqdm
 
 from quantbench.bench import _is_oom
-from quantbench.scenarios import POSITIVE_INT, Scenario, Table, register_scenario
+from quantbench.scenarios import (
+    POSITIVE_INT,
+    Scenario,
+    Table,
+    input_lengths_setting,
+    register_scenario,
+)
 from quantbench.status import Status
 
 MEMORY_COLUMNS = [
@@ -83,13 +89,7 @@ class Memory(Scenario):
     )
     requires = ("generation_memory",)
     settings = {
-        "input_lengths": {
-            "type": "array",
-            "items": POSITIVE_INT,
-            "minItems": 1,
-            "uniqueItems": True,
-            "default": [1, 6144, 14336, 30720],
-        },
+        "input_lengths": input_lengths_setting([1, 6144, 14336, 30720]),
         "output_len": {**POSITIVE_INT, "default": 2048},
         "append_chunk": {
             **POSITIVE_INT,

@@ -19,7 +19,14 @@ from quantbench.bench import (
     record_row,
 )
 from quantbench.io import save_figure
-from quantbench.scenarios import POSITIVE_INT, Plot, Scenario, Table, register_scenario
+from quantbench.scenarios import (
+    POSITIVE_INT,
+    Plot,
+    Scenario,
+    Table,
+    input_lengths_setting,
+    register_scenario,
+)
 from quantbench.status import Status
 from quantbench.summary import summarize_lengths
 from quantbench.tables import (
@@ -207,13 +214,7 @@ def _log_row(row: dict) -> None:
 @register_scenario("single")
 class Single(Scenario):
     settings = {
-        "input_lengths": {
-            "type": "array",
-            "items": POSITIVE_INT,
-            "minItems": 1,
-            "uniqueItems": True,
-            "default": [1, 6144, 14336, 30720, 63488, 129024],
-        },
+        "input_lengths": input_lengths_setting([1, 6144, 14336, 30720, 63488, 129024]),
         "output_len": {**POSITIVE_INT, "default": 2048},
         "repeats": {**POSITIVE_INT, "default": 3},
         "warmup": {"type": "integer", "minimum": 0, "default": 1},
