@@ -7,7 +7,7 @@ import difflib
 from collections.abc import Mapping
 
 from quantbench.compat import FORMATS, is_compatible, kernels
-from quantbench.engines import weightless_engines
+from quantbench.engines import get_engine, weightless_engines
 from quantbench.io import REPO_ROOT
 from quantbench.quant import DECLARE_FORMAT, DECLARE_METHOD, QuantMethod, discover
 from quantbench.status import CellKey
@@ -105,6 +105,7 @@ def check_cell(config: dict, cell: Cell, methods: Methods, where: str) -> str | 
     kind = engine_kind(config, cell.engine)
     label = _engine_label(cell.engine, kind)
     method = config["quantizations"][cell.quantization]["method"]
+    fmt = quant_format(config, cell.quantization, methods)
     if methods[method].weightless:
         source = config["models"][cell.model].get("source")
         if kind not in WEIGHTLESS_ENGINES or source != "dummy":
@@ -113,7 +114,13 @@ def check_cell(config: dict, cell: Cell, methods: Methods, where: str) -> str | 
                 "runs only on a dummy model with engines of kind "
                 f"{sorted(WEIGHTLESS_ENGINES)}, not on {cell.model} (source {source}) with {label}"
             )
-    fmt = quant_format(config, cell.quantization, methods)
+        fills = get_engine(kind).weightless_formats
+        if fills is not None and fmt not in fills:
+            return (
+                f"{where}: engine {label} fills only the {list(fills)} layouts with random "
+                f"tensors, not {fmt!r} ({cell.quantization}): quantize {cell.model} with a real "
+                "method for it, or run the layout on an engine that fills every layout"
+            )
     kernel = config["quantizations"][cell.quantization].get("kernel")
     if not is_compatible(fmt, kind, kernel):
         offered = kernels(fmt, kind)

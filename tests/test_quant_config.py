@@ -81,7 +81,7 @@ def test_the_example_config_plans_every_method(tmp_path):
         assert f"quantize_{rule}" in proc.stdout
 
 
-def test_a_weightless_layout_runs_only_on_dummy_models_with_served_engines(config):
+def test_a_weightless_layout_runs_only_on_dummy_models_with_engines_that_fill_it(config):
     config["quantizations"]["awq-layout"] = {
         "method": "layout",
         "format": "awq",
@@ -93,9 +93,16 @@ def test_a_weightless_layout_runs_only_on_dummy_models_with_served_engines(confi
     assert any("weightless layout" in why and "tiny-qwen3" in why for why in skipped)
     config["cells"] = [{"model": "qwen3-8b", "quantization": "awq-layout", "engine": "vllm"}]
     assert Cell("qwen3-8b", "awq-layout", "vllm") in plan_cells(config, RULES)[0]
-    config["cells"][0]["engine"] = "transformers"  # builds no tensors from a layout
-    with pytest.raises(ValueError, match=r"cells\[0\]: awq-layout is a weightless layout"):
+    config["cells"][0]["engine"] = "transformers"  # fills the fp8 layout only
+    with pytest.raises(
+        ValueError, match=r"cells\[0\]: engine 'transformers' fills only the \['fp8'\]"
+    ):
         plan_cells(config, RULES)
+    config["quantizations"]["fp8-layout"] = {"method": "layout", "format": "fp8"}
+    config["cells"] = [
+        {"model": "qwen3-8b", "quantization": "fp8-layout", "engine": "transformers"}
+    ]
+    assert Cell("qwen3-8b", "fp8-layout", "transformers") in plan_cells(config, RULES)[0]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ class Engine(ABC):
       rows of quantbench.compat); `any_format`: a kernel name for every format (an external
       server, whose checkpoint is its own business);
     - `weightless`: it can fill a weightless layout with random tensors (a dummy model);
+      `weightless_formats`: the layouts it fills, where not every one;
     - `settings`: its config keys as JSON-schema properties (`required_settings`, and a
       `description` for the config reference), checked at parse time;
     - `packages`: distributions whose version is the engine's version;
@@ -42,6 +43,7 @@ class Engine(ABC):
     compat: ClassVar[dict[str, tuple[str, ...]]] = {}
     any_format: ClassVar[str | None] = None
     weightless: ClassVar[bool] = False
+    weightless_formats: ClassVar[tuple[str, ...] | None] = None  # None: every layout
     packages: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[dict[str, dict]] = {}
     required_settings: ClassVar[tuple[str, ...]] = ()

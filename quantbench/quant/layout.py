@@ -1,9 +1,10 @@
 """`layout`: a quantized checkpoint *layout* without weights, for speed-only runs of dummy
-models on vLLM / SGLang. It writes the model's config.json with the quantization_config of a
-published checkpoint (Qwen/Qwen3-8B-AWQ, Qwen/Qwen3-8B-FP8, a GPTQ Int4/Int8) and its tokenizer;
-the engine, started with `--load-format dummy`, builds the quantized tensors (packed int4,
-FP8 blocks, scales) and fills them with random values. Kernels, memory and speed are those of
-the published format; there are no weights to measure on disk, so size is not reported."""
+models on vLLM / SGLang (and, for FP8, Transformers). It writes the model's config.json with the
+quantization_config of a published checkpoint (Qwen/Qwen3-8B-AWQ, Qwen/Qwen3-8B-FP8, a GPTQ
+Int4/Int8) and its tokenizer; the engine (vLLM / SGLang with `--load-format dummy`, Transformers
+through quantbench/engines/transformers/layout_weights.py) builds the quantized tensors (packed
+int4, FP8 blocks, scales) and fills them with random values. Kernels, memory and speed are those
+of the published format; there are no weights to measure on disk, so size is not reported."""
 
 from __future__ import annotations
 

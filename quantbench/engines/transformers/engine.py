@@ -9,6 +9,7 @@ from pathlib import Path
 
 from quantbench.engines import register_engine
 from quantbench.engines.base import InProcessEngine
+from quantbench.engines.transformers import layout_weights
 from quantbench.engines.transformers import weights as w
 from quantbench.memory import PeakMemory
 from quantbench.metrics import RequestRecord
@@ -113,6 +114,8 @@ class TransformersEngine(InProcessEngine):
     # dequantizes to BF16 without a GPU; awq needs `gptqmodel` and gptq both `gptqmodel` and
     # `optimum` in the engine's environment; gguf loads with `gguf_file=` and dequantizes to
     # the load dtype. See weights.py for how the path is told.
+    weightless = True  # fills the layouts of layout_weights.FORMATS with random tensors
+    weightless_formats = layout_weights.FORMATS
     compat = {
         "bf16": ("none",),
         "compressed-tensors": ("compressed-tensors",),
@@ -150,12 +153,14 @@ class TransformersEngine(InProcessEngine):
         """Load the model; returns seconds spent."""
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         start = time.perf_counter()
         attn = self.settings.get("attn_implementation", "sdpa")
         config = AutoConfig.from_pretrained(checkpoint)
         dense = w.dense_bytes(config, self.dtype)  # the weight check's yardstick, and the reserve
-        method = w.quant_method(checkpoint) if has_weights else None
+        method = w.quant_method(checkpoint)  # a dummy model's layout (method `layout`) has one too
+        on_disk = w.checkpoint_bytes(checkpoint) if has_weights else 0
         if has_weights:
             # A GGUF checkpoint is dequantized on load; its config.json beside it gives the
             # architecture (Transformers' qwen3 GGUF reader assumes head_dim 128).
@@ -169,6 +174,21 @@ class TransformersEngine(InProcessEngine):
                 **gguf,
                 **w.load_kwargs(method, self.weights_mode),
             )
+        elif method is not None:  # a weightless layout: random tensors in its format
+            state = layout_weights.random_state_dict(config, self.dtype, seed)
+            on_disk = sum(t.nbytes for t in state.values())  # what its checkpoint would hold
+            self.model, info = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
+                None,
+                config=config,
+                state_dict=state,
+                dtype=self.dtype,
+                attn_implementation=attn,
+                device_map=self.device,
+                output_loading_info=True,
+                **w.load_kwargs(method, self.weights_mode),
+            )
+            del state
+            layout_weights.check_loaded(info)
         else:  # a dummy model: the real architecture with random weights
             torch.manual_seed(seed)
             _reserve_for_weights(dense, self.device)
@@ -183,7 +203,7 @@ class TransformersEngine(InProcessEngine):
             raise RuntimeError(f"model parameters on {placed}, expected {self.device}")
         self.model.eval()
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
-        self._check_weights(checkpoint, has_weights, method, dense)
+        self._check_weights(method, on_disk, dense)
         return time.perf_counter() - start
 
     @property
@@ -191,16 +211,14 @@ class TransformersEngine(InProcessEngine):
         """In which form the weights sit (weights.decide_path), once loaded."""
         return (self.weight_facts.get("weights_load_path") or {}).get("value")
 
-    def _check_weights(
-        self, checkpoint: str, has_weights: bool, method: str | None, dense: int
-    ) -> None:
+    def _check_weights(self, method: str | None, on_disk: int, dense: int) -> None:
         """Measure in which form the weights sit once a forward pass has run (what the
         requests see), keep the facts, and fail where that is not the form asked for."""
         sizes = {"held_at_load": w.held_bytes(self.model)}
         if method is not None:  # the forward only matters where a quantizer may decompress
             w.first_forward(self.model)
         sizes["held"] = w.held_bytes(self.model)
-        sizes["checkpoint"] = w.checkpoint_bytes(checkpoint) if has_weights else 0
+        sizes["checkpoint"] = on_disk
         sizes["dense"] = dense
         path = w.decide_path(method, sizes["held"], sizes["checkpoint"], sizes["dense"])
         classes = w.linear_classes(self.model)

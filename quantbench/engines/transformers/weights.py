@@ -141,7 +141,11 @@ def weight_facts(mode: str, method: str | None, path: str, sizes: dict, classes:
     gib = {
         "weights_held_gib": ("held", "unique tensor storages (quantized: after a forward)"),
         "weights_held_at_load_gib": ("held_at_load", "the same, right after from_pretrained"),
-        "checkpoint_gib": ("checkpoint", "size of the checkpoint's weight files on disk"),
+        "checkpoint_gib": (
+            "checkpoint",
+            "size of the checkpoint's weight files on disk (a weightless layout: its random "
+            "tensors)",
+        ),
         "dense_gib": ("dense", "parameter count of the architecture x bytes of the load dtype"),
     }
     facts = {

@@ -1,0 +1,93 @@
+"""Random tensors in a published quantized layout, for a dummy model (method `layout`) on
+Transformers: what vLLM and SGLang do with `--load-format dummy`. Transformers loads files or a
+state dict only, so the engine builds the state dict a checkpoint in that layout holds and
+passes it to from_pretrained, whose own quantizer builds the quantized layers: kernels and
+memory are the format's, with no weights on disk (a 32B model's would not fit the disk).
+
+FP8 is Qwen3-*-FP8's layout (Transformers' fine-grained FP8): every linear layer but the output
+one holds `weight` in float8_e4m3fn and a float32 `weight_scale_inv` per 128 x 128 block;
+embeddings, norms and the output layer stay in the load dtype."""
+
+from __future__ import annotations
+
+import math
+
+FORMATS = ("fp8",)  # the layouts this engine fills; vLLM / SGLang fill every one
+FP8_NAN_BITS = 0x7F  # e4m3fn's only NaN magnitude: random bytes stay below it
+
+
+def random_state_dict(config, dtype, seed: int = 0) -> dict:
+    """`config` (its quantization_config a layout's) -> the random state dict of a checkpoint in
+    that layout, on the CPU. Values are random: memory and kernels are real, outputs are not."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    qc = _layout(config)
+    block_out, block_in = qc["weight_block_size"]
+    keep = {"lm_head", *(qc.get("modules_to_not_convert") or [])}
+    dense_config = config.__class__.from_dict(
+        {k: v for k, v in config.to_dict().items() if k != "quantization_config"}
+    )
+    with torch.device("meta"):
+        shape = AutoModelForCausalLM.from_config(dense_config, dtype=dtype)
+    fused = [k for k, t in shape.state_dict().items() if t.dim() > 2]
+    if fused:  # MoE experts as one tensor: the quantizer's FP8 expert layout is not built here
+        raise ValueError(
+            f"the {method_name(qc)} layout is filled for dense linear layers only, not fused "
+            f"expert tensors ({fused[0]}, ...): quantize this MoE model with a real method"
+        )
+    quantized = {
+        name
+        for name, module in shape.named_modules()
+        if isinstance(module, torch.nn.Linear) and not keep & set(name.split("."))
+    }
+    gen = torch.Generator().manual_seed(seed)
+    state, seen = {}, set()
+    for key, meta in shape.state_dict(keep_vars=True).items():
+        if id(meta) in seen:  # a tied weight (the output layer on the embeddings): once
+            continue
+        seen.add(id(meta))
+        module, _, leaf = key.rpartition(".")
+        if module in quantized and leaf == "weight":
+            out, inp = meta.shape
+            state[key] = _random_fp8((out, inp), gen)
+            blocks = (math.ceil(out / block_out), math.ceil(inp / block_in))
+            state[f"{module}.weight_scale_inv"] = torch.full(blocks, 2.0**-9)
+        elif "norm" in key:
+            state[key] = torch.ones(meta.shape, dtype=meta.dtype)
+        else:
+            state[key] = torch.empty(meta.shape, dtype=meta.dtype).normal_(0, 0.02, generator=gen)
+    return state
+
+
+def check_loaded(info: dict) -> None:
+    """Fail where from_pretrained did not take the state dict as the layout's checkpoint: a
+    missing key would be left at whatever the library initialises it with."""
+    wrong = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys")}
+    if any(wrong.values()):
+        raise RuntimeError(f"the random layout does not match the quantized model: {wrong}")
+
+
+def method_name(qc: dict) -> str:
+    return str(qc.get("quant_method"))
+
+
+def _layout(config) -> dict:
+    qc = getattr(config, "quantization_config", None) or {}
+    qc = qc if isinstance(qc, dict) else qc.to_dict()
+    method = qc.get("quant_method")
+    if method not in FORMATS:
+        raise ValueError(
+            f"Transformers fills only the {list(FORMATS)} layouts with random tensors, not "
+            f"{method!r}: quantize the model with a real method (llmcompressor, gptqmodel)"
+        )
+    return qc
+
+
+def _random_fp8(shape: tuple[int, int], gen):
+    """Random float8_e4m3fn values, none NaN: a random magnitude byte below 0x7F and a sign."""
+    import torch
+
+    magnitude = torch.randint(0, FP8_NAN_BITS, shape, generator=gen, dtype=torch.uint8)
+    sign = torch.randint(0, 2, shape, generator=gen, dtype=torch.uint8) << 7
+    return (magnitude | sign).view(torch.float8_e4m3fn)

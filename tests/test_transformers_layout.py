@@ -1,0 +1,89 @@
+"""Issue 21: Transformers fills a weightless FP8 layout (method `layout`, Qwen3-*-FP8's format)
+with random tensors, as vLLM / SGLang do with --load-format dummy, so its memory cells need no
+BF16 weights on disk. On this CPU Transformers dequantizes FP8 (it keeps the packed kernels on
+CUDA SM89+), which the engine's weight check must then say; the tensors it is handed are those
+of the FP8 checkpoint."""
+
+import json
+
+import pytest
+import torch
+from transformers import Qwen3Config
+
+from quantbench.engines.transformers import TransformersEngine
+from quantbench.engines.transformers import layout_weights as lw
+from quantbench.engines.transformers.weights import WeightsPathError
+from quantbench.quant.layout import LAYOUTS
+
+TINY = dict(
+    vocab_size=512,
+    hidden_size=256,
+    intermediate_size=384,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    max_position_embeddings=4096,
+)
+
+
+def layout_config(tie: bool, fmt: str = "fp8") -> Qwen3Config:
+    return Qwen3Config.from_dict(
+        {**TINY, "tie_word_embeddings": tie, "quantization_config": dict(LAYOUTS[fmt])}
+    )
+
+
+@pytest.fixture
+def layout_dir(tmp_path):
+    """What method `layout` writes for a dummy model: config.json, no weights."""
+    (tmp_path / "config.json").write_text(json.dumps(layout_config(tie=True).to_dict()))
+    return tmp_path
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_the_state_dict_is_the_fp8_checkpoints(tie):
+    state = lw.random_state_dict(layout_config(tie), torch.bfloat16)
+    down = "model.layers.1.mlp.down_proj"  # 256 x 384: blocks of 128 x 128, the last one partial
+    assert state[f"{down}.weight"].dtype == torch.float8_e4m3fn
+    assert state[f"{down}.weight_scale_inv"].shape == (2, 3)
+    assert not state[f"{down}.weight"].float().isnan().any()  # random bytes, none a NaN code
+    assert state["model.embed_tokens.weight"].dtype == torch.bfloat16
+    assert ("lm_head.weight" in state) is not tie  # a tied output layer once, unquantized
+    assert "lm_head.weight_scale_inv" not in state
+    fp8 = [k for k, v in state.items() if v.dtype == torch.float8_e4m3fn]
+    assert len(fp8) == 2 * 7  # q, k, v, o, gate, up, down in each layer
+
+
+def test_the_engine_loads_the_layout_and_says_in_which_form(layout_dir):
+    engine = TransformersEngine({"device": "cpu", "weights": "packed-or-decompressed"})
+    engine.load(str(layout_dir), has_weights=False)
+    facts = engine.startup_facts()
+    # on CPU Transformers dequantizes FP8: the check sees the dense size, not the layout's
+    assert facts["weights_load_path"]["value"] == "decompressed"
+    layout_gib = facts["checkpoint_gib"]["value"]
+    assert 0 < layout_gib < facts["dense_gib"]["value"] * 0.75  # FP8 linears: about half
+    record, _ = engine.generate([1, 2, 3, 4], 5)
+    assert record.output_tokens == 5
+    engine.close()
+
+
+def test_packed_asked_on_a_cpu_fails_with_the_sizes(layout_dir):
+    engine = TransformersEngine({"device": "cpu", "weights": "packed"})
+    with pytest.raises(WeightsPathError, match="fp8 checkpoint's weights are decompressed"):
+        engine.load(str(layout_dir), has_weights=False)
+
+
+def test_a_layout_it_does_not_fill_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"fills only the \['fp8'\] layouts.*not 'awq'"):
+        lw.random_state_dict(layout_config(tie=True, fmt="awq"), torch.bfloat16)
+
+
+def test_fused_moe_experts_are_refused_not_left_dense():
+    from transformers import Qwen3MoeConfig
+
+    moe = Qwen3MoeConfig.from_dict(
+        {**TINY, "moe_intermediate_size": 128, "num_experts": 4, "num_experts_per_tok": 2,
+         "quantization_config": dict(LAYOUTS["fp8"])}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="dense linear layers only, not fused expert tensors"):
+        lw.random_state_dict(moe, torch.bfloat16)
