@@ -175,6 +175,7 @@ class TransformersEngine(InProcessEngine):
                 **w.load_kwargs(method, self.weights_mode),
             )
         elif method is not None:  # a weightless layout: random tensors in its format
+            dense = w.dense_bytes(layout_weights.dense_config(config), self.dtype)
             state = layout_weights.random_state_dict(config, self.dtype, seed)
             on_disk = sum(t.nbytes for t in state.values())  # what its checkpoint would hold
             self.model, info = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
