@@ -7,6 +7,7 @@ others are kept."""
 from __future__ import annotations
 
 import sys
+import traceback
 
 import numpy as np
 from tqdm import tqdm
@@ -33,6 +34,29 @@ def cache_fields(records: list, allowed: int = 0) -> dict:
 
 def _is_oom(err: BaseException) -> bool:
     return "out of memory" in str(err).lower() or type(err).__name__ == "OutOfMemoryError"
+
+
+def too_long_reason(input_len: int, output_len: int, max_pos: int | None) -> str | None:
+    """Why a batch-1 request of this shape cannot run on the model (None: it fits)."""
+    if max_pos and input_len + output_len > max_pos:
+        return (
+            f"{input_len}+{output_len} tokens exceed the model's max_position_embeddings {max_pos}"
+        )
+    return None
+
+
+def failed_request(engine, base: dict, err: BaseException) -> dict:
+    """The row of a batch-1 request that raised `err`: failed, with the reason (an OOM named
+    so, after the engine freed its cached blocks for the next request) and the traceback."""
+    oom = _is_oom(err)
+    if oom:
+        engine.release()
+    return {
+        **base,
+        "status": Status.FAILED,
+        "reason": ("OOM: " if oom else "") + f"{type(err).__name__}: {err}"[:500],
+        "traceback": traceback.format_exc(limit=5),
+    }
 
 
 def record_row(record: RequestRecord, input_len: int, output_len: int) -> dict:

@@ -8,11 +8,10 @@ of GPU time on a launch-bound host. No speed is measured."""
 from __future__ import annotations
 
 import sys
-import traceback
 
 from tqdm import tqdm
 
-from quantbench.bench import _is_oom
+from quantbench.bench import failed_request, too_long_reason
 from quantbench.scenarios import (
     POSITIVE_INT,
     Scenario,
@@ -49,28 +48,15 @@ def run_memory(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list,
             "batch_size": 1,
             "repeat": 0,
         }
-        if max_pos and input_len + out_len > max_pos:
-            reason = (
-                f"{input_len}+{out_len} tokens exceed the model's max_position_embeddings {max_pos}"
-            )
+        reason = too_long_reason(input_len, out_len, max_pos)
+        if reason:
             rows.append({**base, "status": Status.UNSUPPORTED, "reason": reason})
             continue
         try:
             ids = prompts.prompt(input_len, seed, "memory", input_len)
             figures = engine.generation_memory(ids, out_len, chunk)
         except Exception as err:  # noqa: BLE001 - any failure is this length's result
-            oom = _is_oom(err)
-            if oom:
-                engine.release()
-            reason = ("OOM: " if oom else "") + f"{type(err).__name__}: {err}"[:500]
-            rows.append(
-                {
-                    **base,
-                    "status": Status.FAILED,
-                    "reason": reason,
-                    "traceback": traceback.format_exc(limit=5),
-                }
-            )
+            rows.append(failed_request(engine, base, err))
             continue
         expected = input_len + out_len - 1
         if figures["kv_tokens"] != expected:  # the cache is not generate()'s: no figure

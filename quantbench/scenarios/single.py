@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from quantbench.bench import (
     WARMUP_OUTPUT_LEN,
     _is_oom,
     cache_fields,
+    failed_request,
     record_row,
+    too_long_reason,
 )
 from quantbench.io import save_figure
 from quantbench.scenarios import (
@@ -146,7 +147,7 @@ def run_single(engine, prompts, cfg: dict, progress: bool = True) -> tuple[list,
         mininterval=1.0,
     )
     for input_len in lengths:
-        fits = not (max_pos and input_len + out_len > max_pos)
+        fits = too_long_reason(input_len, out_len, max_pos) is None
         if cfg.get("warmup_per_shape", True) and fits:
             try:  # this length's kernels and shapes, once, before its measured repeats
                 ids = prompts.prompt(input_len, seed, "single-warmup-shape", input_len)
@@ -178,25 +179,14 @@ def _single_request(engine, prompts, cfg, input_len, rep, max_pos):
         "repeat": rep,
         "batch_size": 1,
     }
-    if max_pos and input_len + out_len > max_pos:
-        reason = (
-            f"{input_len}+{out_len} tokens exceed the model's max_position_embeddings {max_pos}"
-        )
+    reason = too_long_reason(input_len, out_len, max_pos)
+    if reason:
         return {**base, "status": Status.UNSUPPORTED, "reason": reason}, None
     try:
         prompt = prompts.prompt(input_len, cfg.get("seed", 0), "single", input_len, rep)
         record, mem = engine.generate(prompt, out_len)
     except Exception as err:  # noqa: BLE001 - any failure is this cell's result
-        oom = _is_oom(err)
-        if oom:
-            engine.release()
-        row = {
-            **base,
-            "status": Status.FAILED,
-            "reason": ("OOM: " if oom else "") + f"{type(err).__name__}: {err}"[:500],
-            "traceback": traceback.format_exc(limit=5),
-        }
-        return row, None
+        return failed_request(engine, base, err), None
     cache = cache_fields([record])
     row = {**base, **record_row(record, input_len, out_len), **mem}
     row |= {"cached_tokens": cache["cached_tokens"], "cache_hit": bool(cache["cache_hits"])}

@@ -158,8 +158,11 @@ class TransformersEngine(InProcessEngine):
         start = time.perf_counter()
         attn = self.settings.get("attn_implementation", "sdpa")
         config = AutoConfig.from_pretrained(checkpoint)
-        dense = w.dense_bytes(config, self.dtype)  # the weight check's yardstick, and the reserve
         method = w.quant_method(checkpoint)  # a dummy model's layout (method `layout`) has one too
+        layout = not has_weights and method is not None
+        # the weight check's yardstick, and the reserve: a layout's architecture as it holds it
+        shape = layout_weights.dense_config(config) if layout else config
+        dense = w.dense_bytes(shape, self.dtype)
         on_disk = w.checkpoint_bytes(checkpoint) if has_weights else 0
         if has_weights:
             # A GGUF checkpoint is dequantized on load; its config.json beside it gives the
@@ -174,8 +177,7 @@ class TransformersEngine(InProcessEngine):
                 **gguf,
                 **w.load_kwargs(method, self.weights_mode),
             )
-        elif method is not None:  # a weightless layout: random tensors in its format
-            dense = w.dense_bytes(layout_weights.dense_config(config), self.dtype)
+        elif layout:  # a weightless layout: random tensors in its format
             state = layout_weights.random_state_dict(config, self.dtype, seed)
             on_disk = sum(t.nbytes for t in state.values())  # what its checkpoint would hold
             self.model, info = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(

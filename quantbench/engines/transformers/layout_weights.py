@@ -35,7 +35,7 @@ def random_state_dict(config, dtype, seed: int = 0) -> dict:
     fused = [k for k, t in shape.state_dict().items() if t.dim() > 2]
     if fused:  # MoE experts as one tensor: the quantizer's FP8 expert layout is not built here
         raise ValueError(
-            f"the {method_name(qc)} layout is filled for dense linear layers only, not fused "
+            f"the {qc['quant_method']} layout is filled for dense linear layers only, not fused "
             f"expert tensors ({fused[0]}, ...): quantize this MoE model with a real method"
         )
     quantized = {
@@ -73,10 +73,6 @@ def check_loaded(info: dict) -> None:
     wrong = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys")}
     if any(wrong.values()):
         raise RuntimeError(f"the random layout does not match the quantized model: {wrong}")
-
-
-def method_name(qc: dict) -> str:
-    return str(qc.get("quant_method"))
 
 
 def _layout(config) -> dict:
