@@ -76,8 +76,54 @@ def test_packed_asked_on_a_cpu_fails_with_the_sizes(layout_dir):
 
 
 def test_a_layout_it_does_not_fill_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"fills only the \['fp8'\] layouts.*not 'awq'"):
-        lw.random_state_dict(layout_config(tie=True, fmt="awq"), torch.bfloat16)
+    config = layout_config(tie=True)
+    config.quantization_config = {"quant_method": "bitnet"}
+    with pytest.raises(ValueError, match=r"fills only the \['fp8', 'gptq', 'awq'\].*not 'bitnet'"):
+        lw.random_state_dict(config, torch.bfloat16)
+
+
+@pytest.mark.parametrize("fmt", ["gptq", "awq"])
+def test_a_packed_layouts_state_dict_leaves_the_quantized_layers_to_the_kernel(fmt):
+    """GPTQModel's kernels build and transform the packed tensors: the state dict holds the
+    rest, with the config's own tying (only the FP8 checkpoints untie the output layer)."""
+    config = layout_config(tie=True, fmt=fmt)
+    state = lw.random_state_dict(config, torch.bfloat16)
+    assert not [k for k in state if k.endswith("_proj.weight")]
+    assert "model.embed_tokens.weight" in state and "lm_head.weight" in state
+    assert lw.dense_config(config).tie_word_embeddings is True
+    assert lw.dense_config(layout_config(tie=True)).tie_word_embeddings is False  # fp8
+
+
+def test_only_a_packed_layouts_quantized_tensors_may_be_missing():
+    gptq, fp8 = layout_config(tie=True, fmt="gptq"), layout_config(tie=True)
+    up = "model.layers.0.mlp.up_proj"
+    packed = {"missing_keys": [f"{up}.qweight", f"{up}.g_idx"]}
+    lw.check_loaded(packed, gptq)  # fill_packed fills them
+    with pytest.raises(RuntimeError, match="does not match"):
+        lw.check_loaded(packed, fp8)
+    with pytest.raises(RuntimeError, match="input_layernorm"):
+        lw.check_loaded({"missing_keys": ["model.layers.0.input_layernorm.weight"]}, gptq)
+
+
+def test_fill_packed_fills_in_place_and_counts_the_bytes():
+    class Packed(torch.nn.Module):  # the tensors a GPTQModel kernel registers
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("qweight", torch.zeros(32, 64, dtype=torch.int32))
+            self.register_buffer("qzeros", torch.zeros(2, 8, dtype=torch.int32))
+            self.register_buffer("scales", torch.zeros(2, 64, dtype=torch.float16))
+            self.register_buffer("g_idx", torch.zeros(256, dtype=torch.int32))
+
+    model = torch.nn.Sequential(Packed(), torch.nn.LayerNorm(4))
+    filled = lw.fill_packed(model, layout_config(tie=True, fmt="gptq"))
+    layer = model[0]
+    assert filled == sum(t.nbytes for t in layer.buffers())
+    assert (layer.qweight != 0).float().mean() > 0.9  # random codes, not the zeros it had
+    assert torch.equal(layer.g_idx, torch.arange(256, dtype=torch.int32) // 128)
+    assert (layer.scales > 0).all()
+    with pytest.raises(RuntimeError, match="no packed gptq layers"):
+        lw.fill_packed(torch.nn.Linear(4, 4), layout_config(tie=True, fmt="gptq"))
+    assert lw.fill_packed(model, layout_config(tie=True)) == 0  # fp8: the state dict had all
 
 
 def test_fused_moe_experts_are_refused_not_left_dense():

@@ -44,7 +44,7 @@ LAYOUTS = {
 
 @register_quant_method("layout")
 class Layout(QuantMethod):
-    """params: `format` (awq | fp8 | gptq); for gptq, `bits` (4 or 8)."""
+    """params: `format` (awq | fp8 | gptq); for gptq, `bits` (4 or 8); for gptq / awq, `backend`."""
 
     format = None  # the entry's own `format`
     settings = {
@@ -54,6 +54,11 @@ class Layout(QuantMethod):
             "description": "layout: the published checkpoint format whose layout is written",
         },
         "bits": {"type": "integer", "enum": [2, 3, 4, 8], "description": "layout (gptq): bits"},
+        "backend": {
+            "type": "string",
+            "description": "layout (gptq, awq): GPTQModel's kernel for Transformers (e.g. "
+            "gptq_triton, gemm_triton), written into quantization_config; default: its choice",
+        },
     }
     required_settings = ("format",)
     weightless = True
@@ -70,6 +75,10 @@ class Layout(QuantMethod):
         qc = dict(LAYOUTS[fmt])
         if fmt == "gptq":
             qc["bits"] = int(self.params.get("bits", 4))
+        if self.params.get("backend"):
+            if fmt == "fp8":
+                raise ValueError("layout: `backend` picks a GPTQModel kernel (gptq, awq), not fp8")
+            qc["backend"] = self.params["backend"]
         shutil.copytree(src, dst)
         config = json.loads((dst / "config.json").read_text())
         config["quantization_config"] = qc

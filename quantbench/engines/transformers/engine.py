@@ -191,7 +191,8 @@ class TransformersEngine(InProcessEngine):
                 **w.load_kwargs(method, self.weights_mode),
             )
             del state
-            layout_weights.check_loaded(info)
+            layout_weights.check_loaded(info, config)
+            on_disk += layout_weights.fill_packed(self.model, config, seed)
         else:  # a dummy model: the real architecture with random weights
             torch.manual_seed(seed)
             _reserve_for_weights(dense, self.device)

@@ -11,14 +11,24 @@ tensor even where the model ties it to the embeddings: Transformers then does no
 only so does the layout account for the published FP8 memory of the tied models (Qwen3-0.6B /
 1.7B / 4B at 1 token: 1217 / 2726 / 5281 MB published; layout + KV cache 1238 / 2756 / 5238 MiB
 with a separate output layer, 941 / 2162 / 4496 without; the untied 8B-32B within 0.4-0.8 %) —
-inferred from those figures, to be confirmed on a GPU."""
+inferred from those figures, to be confirmed on a GPU.
+
+GPTQ and AWQ (GPTQModel's kernels, installed in the engine's environment) are packed int32
+tensors whose shapes and post-load transforms belong to the kernel GPTQModel picks, so the state
+dict holds only the unquantized tensors (embeddings, norms, output layer, the config's own
+tying); the quantized layers are built by from_pretrained and then filled on the device
+(fill_packed): random bits, a constant scale, group indices in order."""
 
 from __future__ import annotations
 
 import math
 
-FORMATS = ("fp8",)  # the layouts this engine fills; vLLM / SGLang fill every one
+FORMATS = ("fp8", "gptq", "awq")  # the layouts this engine fills; vLLM / SGLang fill every one
+PACKED_FORMATS = ("gptq", "awq")  # filled on the device after load (fill_packed)
+# The quantized layers' tensors GPTQModel's kernels hold; a checkpoint holds them too.
+PACKED_TENSORS = ("qweight", "qzeros", "scales", "g_idx")
 FP8_NAN_BITS = 0x7F  # e4m3fn's only NaN magnitude: random bytes stay below it
+SCALE = 2.0**-9  # small enough that random codes stay finite through the layers
 
 
 def random_state_dict(config, dtype, seed: int = 0) -> dict:
@@ -28,7 +38,7 @@ def random_state_dict(config, dtype, seed: int = 0) -> dict:
     from transformers import AutoModelForCausalLM
 
     qc = _layout(config)
-    block_out, block_in = qc["weight_block_size"]
+    packed = qc["quant_method"] in PACKED_FORMATS
     keep = {"lm_head", *(qc.get("modules_to_not_convert") or [])}
     with torch.device("meta"):
         shape = AutoModelForCausalLM.from_config(dense_config(config), dtype=dtype)
@@ -48,10 +58,13 @@ def random_state_dict(config, dtype, seed: int = 0) -> dict:
     for key, meta in shape.state_dict().items():
         module, _, leaf = key.rpartition(".")
         if module in quantized and leaf == "weight":
+            if packed:  # built by the quantizer, filled after load (fill_packed)
+                continue
             out, inp = meta.shape
+            block_out, block_in = qc["weight_block_size"]
             state[key] = _random_fp8((out, inp), gen)
             blocks = (math.ceil(out / block_out), math.ceil(inp / block_in))
-            state[f"{module}.weight_scale_inv"] = torch.full(blocks, 2.0**-9)
+            state[f"{module}.weight_scale_inv"] = torch.full(blocks, SCALE)
         elif "norm" in key:
             state[key] = torch.ones(meta.shape, dtype=meta.dtype)
         else:
@@ -60,19 +73,68 @@ def random_state_dict(config, dtype, seed: int = 0) -> dict:
 
 
 def dense_config(config):
-    """The layout's architecture unquantized: its quantization_config dropped and, as its
-    checkpoint holds it (module docstring), the output layer untied. The weight check's dense
-    yardstick is built from it too."""
+    """The layout's architecture unquantized: its quantization_config dropped and, for FP8, as
+    its checkpoint holds it (module docstring), the output layer untied. The weight check's
+    dense yardstick is built from it too."""
     fields = {k: v for k, v in config.to_dict().items() if k != "quantization_config"}
-    return config.__class__.from_dict({**fields, "tie_word_embeddings": False})
+    if _layout(config)["quant_method"] == "fp8":
+        fields["tie_word_embeddings"] = False
+    return config.__class__.from_dict(fields)
 
 
-def check_loaded(info: dict) -> None:
+def check_loaded(info: dict, config) -> None:
     """Fail where from_pretrained did not take the state dict as the layout's checkpoint: a
-    missing key would be left at whatever the library initialises it with."""
-    wrong = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys")}
+    missing key would be left at whatever the library initialises it with. Only a packed
+    layout's quantized tensors may be missing: fill_packed fills them next."""
+    packed = _layout(config)["quant_method"] in PACKED_FORMATS
+    wrong = {
+        k: sorted(
+            key
+            for key in info.get(k) or []
+            if not (k == "missing_keys" and packed and key.rpartition(".")[2] in PACKED_TENSORS)
+        )
+        for k in ("missing_keys", "unexpected_keys")
+    }
     if any(wrong.values()):
         raise RuntimeError(f"the random layout does not match the quantized model: {wrong}")
+
+
+def fill_packed(model, config, seed: int = 0) -> int:
+    """Fill a packed layout's quantized tensors in place, on their device, in whatever layout
+    the kernel keeps them; returns their bytes (what the checkpoint's quantized tensors hold).
+    Codes are random, scales one small constant, group indices in order (a kernel gathers
+    by them). Nothing to do for FP8 (its state dict held every tensor)."""
+    import torch
+
+    qc = _layout(config)
+    if qc["quant_method"] not in PACKED_FORMATS:
+        return 0
+    filled = 0
+    gen = None
+    with torch.no_grad():
+        for module in model.modules():
+            if not hasattr(module, "qweight"):
+                continue
+            for leaf in PACKED_TENSORS:
+                t = getattr(module, leaf, None)
+                if not isinstance(t, torch.Tensor) or t.numel() == 0:
+                    continue
+                if gen is None:
+                    gen = torch.Generator(device=t.device).manual_seed(seed)
+                if leaf == "scales":
+                    t.fill_(SCALE)
+                elif leaf == "g_idx":
+                    t.copy_(torch.arange(t.numel(), device=t.device) // qc["group_size"])
+                else:
+                    info = torch.iinfo(t.dtype)
+                    t.copy_(torch.randint(info.min, info.max, t.shape, generator=gen,
+                                          dtype=t.dtype, device=t.device))  # fmt: skip
+                filled += t.nbytes
+    if not filled:
+        raise RuntimeError(
+            f"no packed {qc['quant_method']} layers after load: the quantizer did not build them"
+        )
+    return filled
 
 
 def _layout(config) -> dict:
