@@ -11,6 +11,7 @@ from quantbench.engines import register_engine
 from quantbench.engines.base import InProcessEngine
 from quantbench.engines.transformers import layout_weights
 from quantbench.engines.transformers import weights as w
+from quantbench.engines.transformers.installed_kernels import use_installed_kernels
 from quantbench.memory import PeakMemory
 from quantbench.metrics import RequestRecord
 
@@ -108,6 +109,13 @@ class TransformersEngine(InProcessEngine):
         # Packed: a quantized checkpoint whose weights are decompressed (measured after a
         # forward pass) fails the cell, since its memory would be the dense model's.
         "weights": {"type": "string", "enum": list(w.WEIGHTS_MODES), "default": w.PACKED},
+        # Kernels Transformers would fetch from the Hub, from installed packages (offline
+        # machines): {kernel name: module}, e.g. {finegrained-fp8: finegrained_fp8}.
+        "hub_kernels": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "default": {},
+        },
     }
     # The quantizer from_pretrained picks from the checkpoint: compressed-tensors keeps FP8
     # packed on FP8 kernels (CUDA SM89+) and otherwise decompresses on the first forward; fp8
@@ -147,6 +155,7 @@ class TransformersEngine(InProcessEngine):
             "attn_implementation": self.settings.get("attn_implementation", "sdpa"),
             "kernel": kernel,
             "weights_mode": self.weights_mode,
+            "hub_kernels": self.settings.get("hub_kernels") or {},
         }
 
     def load(self, checkpoint: str, has_weights: bool, seed: int = 0) -> float:
@@ -156,6 +165,7 @@ class TransformersEngine(InProcessEngine):
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         start = time.perf_counter()
+        use_installed_kernels(self.settings.get("hub_kernels") or {})
         attn = self.settings.get("attn_implementation", "sdpa")
         config = AutoConfig.from_pretrained(checkpoint)
         method = w.quant_method(checkpoint)  # a dummy model's layout (method `layout`) has one too

@@ -1,0 +1,42 @@
+"""Issue 21: on a machine without the Hub, Transformers' FP8 layers cannot fetch their kernel
+(kernels-community/finegrained-fp8); the engine's `hub_kernels` setting hands Transformers an
+installed module instead, which its kernel loader then returns. Wrong names fail before a load."""
+
+import sys
+import types
+
+import pytest
+from transformers.integrations import hub_kernels
+
+from quantbench.engines.transformers import TransformersEngine
+from quantbench.engines.transformers.installed_kernels import use_installed_kernels
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch):
+    module = types.ModuleType("qb_test_fp8_kernel")
+    monkeypatch.setitem(sys.modules, "qb_test_fp8_kernel", module)
+    monkeypatch.setitem(hub_kernels._KERNEL_MODULE_MAPPING, "finegrained-fp8", None)
+    return module
+
+
+def test_transformers_loader_returns_the_installed_module(fake_kernel):
+    used = use_installed_kernels({"finegrained-fp8": "qb_test_fp8_kernel"})
+    assert "qb_test_fp8_kernel" in used["finegrained-fp8"]
+    assert hub_kernels.lazy_load_kernel("finegrained-fp8") is fake_kernel
+
+
+def test_an_unknown_kernel_name_or_a_missing_module_fails_by_name(fake_kernel):
+    with pytest.raises(ValueError, match=r"hub_kernels: Transformers loads no kernel named 'fp9'"):
+        use_installed_kernels({"fp9": "qb_test_fp8_kernel"})
+    with pytest.raises(ImportError, match=r"hub_kernels.finegrained-fp8: module 'no_such_kernel'"):
+        use_installed_kernels({"finegrained-fp8": "no_such_kernel"})
+
+
+def test_the_engine_uses_them_before_loading_and_records_them(fake_kernel, tmp_path):
+    settings = {"device": "cpu", "hub_kernels": {"finegrained-fp8": "no_such_kernel"}}
+    engine = TransformersEngine(settings)
+    spec = engine.launch_spec(str(tmp_path), False, "default", "x")
+    assert spec["hub_kernels"] == {"finegrained-fp8": "no_such_kernel"}
+    with pytest.raises(ImportError, match="no_such_kernel"):
+        engine.load(str(tmp_path), has_weights=False)  # before any config is read
