@@ -81,7 +81,9 @@ def test_the_example_config_plans_every_method(tmp_path):
         assert f"quantize_{rule}" in proc.stdout
 
 
-def test_a_weightless_layout_runs_only_on_dummy_models_with_engines_that_fill_it(config):
+def test_a_weightless_layout_runs_only_on_dummy_models_with_engines_that_fill_it(
+    config, monkeypatch
+):
     config["quantizations"]["awq-layout"] = {
         "method": "layout",
         "format": "awq",
@@ -93,7 +95,12 @@ def test_a_weightless_layout_runs_only_on_dummy_models_with_engines_that_fill_it
     assert any("weightless layout" in why and "tiny-qwen3" in why for why in skipped)
     config["cells"] = [{"model": "qwen3-8b", "quantization": "awq-layout", "engine": "vllm"}]
     assert Cell("qwen3-8b", "awq-layout", "vllm") in plan_cells(config, RULES)[0]
-    config["cells"][0]["engine"] = "transformers"  # fills the fp8 layout only
+    config["cells"][0]["engine"] = "transformers"  # fills it through GPTQModel's kernels
+    del config["quantizations"]["awq-layout"]["kernel"]
+    assert Cell("qwen3-8b", "awq-layout", "transformers") in plan_cells(config, RULES)[0]
+    from quantbench.engines.transformers import TransformersEngine
+
+    monkeypatch.setattr(TransformersEngine, "weightless_formats", ("fp8",))
     with pytest.raises(
         ValueError, match=r"cells\[0\]: engine 'transformers' fills only the \['fp8'\]"
     ):
