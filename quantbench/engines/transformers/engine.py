@@ -188,7 +188,7 @@ class TransformersEngine(InProcessEngine):
                 **w.load_kwargs(method, self.weights_mode),
             )
         elif layout:  # a weightless layout: random tensors in its format
-            state = layout_weights.random_state_dict(config, self.dtype, seed)
+            state = layout_weights.random_state_dict(config, self.dtype, seed, self.device)
             on_disk = sum(t.nbytes for t in state.values())  # what its checkpoint would hold
             self.model, info = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
                 None,

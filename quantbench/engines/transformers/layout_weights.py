@@ -31,9 +31,10 @@ FP8_NAN_BITS = 0x7F  # e4m3fn's only NaN magnitude: random bytes stay below it
 SCALE = 2.0**-9  # small enough that random codes stay finite through the layers
 
 
-def random_state_dict(config, dtype, seed: int = 0) -> dict:
+def random_state_dict(config, dtype, seed: int = 0, device: str = "cpu") -> dict:
     """`config` (its quantization_config a layout's) -> the random state dict of a checkpoint in
-    that layout, on the CPU. Values are random: memory and kernels are real, outputs are not."""
+    that layout, on `device` (on a GPU the random draws take seconds, on a CPU minutes for a 32B
+    model). Values are random: memory and kernels are real, outputs are not."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -53,7 +54,7 @@ def random_state_dict(config, dtype, seed: int = 0) -> dict:
         for name, module in shape.named_modules()
         if isinstance(module, torch.nn.Linear) and not keep & set(name.split("."))
     }
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     state = {}
     for key, meta in shape.state_dict().items():
         module, _, leaf = key.rpartition(".")
@@ -64,11 +65,13 @@ def random_state_dict(config, dtype, seed: int = 0) -> dict:
             block_out, block_in = qc["weight_block_size"]
             state[key] = _random_fp8((out, inp), gen)
             blocks = (math.ceil(out / block_out), math.ceil(inp / block_in))
-            state[f"{module}.weight_scale_inv"] = torch.full(blocks, SCALE)
+            state[f"{module}.weight_scale_inv"] = torch.full(blocks, SCALE, device=device)
         elif "norm" in key:
-            state[key] = torch.ones(meta.shape, dtype=meta.dtype)
+            state[key] = torch.ones(meta.shape, dtype=meta.dtype, device=device)
         else:
-            state[key] = torch.empty(meta.shape, dtype=meta.dtype).normal_(0, 0.02, generator=gen)
+            state[key] = torch.empty(meta.shape, dtype=meta.dtype, device=device).normal_(
+                0, 0.02, generator=gen
+            )
     return state
 
 
@@ -153,6 +156,7 @@ def _random_fp8(shape: tuple[int, int], gen):
     """Random float8_e4m3fn values, none NaN: a random magnitude byte below 0x7F and a sign."""
     import torch
 
-    magnitude = torch.randint(0, FP8_NAN_BITS, shape, generator=gen, dtype=torch.uint8)
-    sign = torch.randint(0, 2, shape, generator=gen, dtype=torch.uint8) << 7
+    draw = dict(generator=gen, dtype=torch.uint8, device=gen.device)
+    magnitude = torch.randint(0, FP8_NAN_BITS, shape, **draw)
+    sign = torch.randint(0, 2, shape, **draw) << 7
     return (magnitude | sign).view(torch.float8_e4m3fn)
