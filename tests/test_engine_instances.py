@@ -99,10 +99,15 @@ def test_the_kind_decides_compatibility():
     assert by_kind["transformers"] != by_kind["sglang"]  # the kinds differ, so the test can fail
 
 
-def test_a_weightless_layout_runs_on_a_weightless_kind_under_any_name(config):
+def test_a_weightless_layout_runs_on_a_weightless_kind_under_any_name(config, monkeypatch):
+    from quantbench.engines.transformers import TransformersEngine
+
     config["models"] = {"m": {"source": "dummy", "arch": "Qwen3-0.6B"}}
     config["quantizations"] = {"lay": {"method": "layout", "format": "awq"}}
     config["engines"] = {"long": {"kind": "sglang"}, "hf": {"kind": "transformers"}}
+    cells, _ = check_config(config)
+    assert sorted(cells) == sorted([Cell("m", "lay", "long"), Cell("m", "lay", "hf")])
+    monkeypatch.setattr(TransformersEngine, "weightless_formats", ("fp8",))  # a kind that can't
     cells, skipped = check_config(config)
     assert cells == [Cell("m", "lay", "long")]
     assert any("'hf' (kind transformers)" in why for why in skipped)
