@@ -115,6 +115,9 @@ class TransformersEngine(InProcessEngine):
             "type": "object",
             "additionalProperties": {"type": "string"},
             "default": {},
+            "description": "kernels Transformers fetches from the Hub, taken from installed "
+            "packages instead (machines without the Hub): {kernel: module}, e.g. "
+            "{finegrained-fp8: finegrained_fp8}",
         },
     }
     # The quantizer from_pretrained picks from the checkpoint: compressed-tensors keeps FP8
