@@ -56,8 +56,9 @@ class Layout(QuantMethod):
         "bits": {"type": "integer", "enum": [2, 3, 4, 8], "description": "layout (gptq): bits"},
         "backend": {
             "type": "string",
-            "description": "layout (gptq, awq): GPTQModel's kernel for Transformers (e.g. triton for "
-            "gptq, gemm_triton for awq), written into quantization_config; default: its choice",
+            "description": "layout (gptq, awq): GPTQModel's kernel for Transformers (e.g. "
+            "triton for gptq, gemm_triton for awq), written into quantization_config; default: "
+            "its choice",
         },
     }
     required_settings = ("format",)
