@@ -62,6 +62,13 @@ class Layout(QuantMethod):
         },
     }
     required_settings = ("format",)
+    # `backend` picks a GPTQModel kernel: FP8 layouts load on Transformers' own quantizer.
+    constraints = (
+        {
+            "if": {"properties": {"format": {"const": "fp8"}}, "required": ["format"]},
+            "then": {"not": {"required": ["backend"]}},
+        },
+    )
     weightless = True
 
     def quantize(self, src: Path, dst: Path, calibration: dict) -> dict:
@@ -76,9 +83,7 @@ class Layout(QuantMethod):
         qc = dict(LAYOUTS[fmt])
         if fmt == "gptq":
             qc["bits"] = int(self.params.get("bits", 4))
-        if self.params.get("backend"):
-            if fmt == "fp8":
-                raise ValueError("layout: `backend` picks a GPTQModel kernel (gptq, awq), not fp8")
+        if self.params.get("backend"):  # gptq / awq only (constraints)
             qc["backend"] = self.params["backend"]
         shutil.copytree(src, dst)
         config = json.loads((dst / "config.json").read_text())
