@@ -10,27 +10,17 @@ from transformers import Qwen3Config
 
 from quantbench.engines.transformers import TransformersEngine
 from quantbench.quant.layout import Layout
+from tests.test_transformers_layout import TINY
 
 pytest.importorskip("gptqmodel")
-
-TINY = dict(
-    vocab_size=512,
-    hidden_size=256,
-    intermediate_size=384,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    max_position_embeddings=4096,
-    tie_word_embeddings=True,
-)
 
 
 @pytest.mark.parametrize(("fmt", "bits"), [("gptq", 8), ("gptq", 4), ("awq", 4)])
 def test_the_engine_keeps_a_filled_packed_layout_packed(tmp_path, fmt, bits):
     dummy = tmp_path / "dummy"
     dummy.mkdir()
-    (dummy / "config.json").write_text(json.dumps(Qwen3Config.from_dict(TINY).to_dict()))
+    config = Qwen3Config.from_dict({**TINY, "tie_word_embeddings": True})
+    (dummy / "config.json").write_text(json.dumps(config.to_dict()))
     Layout({"format": fmt, "bits": bits}).quantize(dummy, tmp_path / "layout", {})
     engine = TransformersEngine({"device": "cpu", "weights": "packed"})
     engine.load(str(tmp_path / "layout"), has_weights=False)
