@@ -2,14 +2,17 @@
 (kernels-community/finegrained-fp8); the engine's `hub_kernels` setting hands Transformers an
 installed module instead, which its kernel loader then returns. Wrong names fail before a load."""
 
+import json
 import sys
 import types
 
 import pytest
+from transformers import Qwen3Config
 from transformers.integrations import hub_kernels
 
 from quantbench.engines.transformers import TransformersEngine
 from quantbench.engines.transformers.installed_kernels import use_installed_kernels
+from tests.test_transformers_layout import TINY
 
 
 @pytest.fixture
@@ -24,6 +27,16 @@ def test_transformers_loader_returns_the_installed_module(fake_kernel):
     used = use_installed_kernels({"finegrained-fp8": "qb_test_fp8_kernel"})
     assert "qb_test_fp8_kernel" in used["finegrained-fp8"]
     assert hub_kernels.lazy_load_kernel("finegrained-fp8") is fake_kernel
+
+
+def test_the_engine_says_which_kernels_it_took(fake_kernel, tmp_path):
+    """A dummy BF16 model loads with the setting; the startup facts name the module taken."""
+    (tmp_path / "config.json").write_text(json.dumps(Qwen3Config.from_dict(TINY).to_dict()))
+    settings = {"device": "cpu", "hub_kernels": {"finegrained-fp8": "qb_test_fp8_kernel"}}
+    engine = TransformersEngine(settings)
+    engine.load(str(tmp_path), has_weights=False)
+    assert "finegrained-fp8: qb_test_fp8_kernel" in engine.startup_facts()["hub_kernels"]["value"]
+    engine.close()
 
 
 def test_an_unknown_kernel_name_or_a_missing_module_fails_by_name(fake_kernel):

@@ -146,6 +146,7 @@ class TransformersEngine(InProcessEngine):
         self.model = None
         self.weights_mode = settings.get("weights", w.PACKED)
         self.weight_facts: dict = {}
+        self.kernels_used: dict = {}
 
     def launch_spec(self, checkpoint: str, has_weights: bool, kernel: str, name: str) -> dict:
         return {
@@ -168,7 +169,7 @@ class TransformersEngine(InProcessEngine):
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         start = time.perf_counter()
-        use_installed_kernels(self.settings.get("hub_kernels") or {})
+        self.kernels_used = use_installed_kernels(self.settings.get("hub_kernels") or {})
         attn = self.settings.get("attn_implementation", "sdpa")
         config = AutoConfig.from_pretrained(checkpoint)
         method = w.quant_method(checkpoint)  # a dummy model's layout (method `layout`) has one too
@@ -250,11 +251,17 @@ class TransformersEngine(InProcessEngine):
         """In which form the weights are and what they hold (weights.py); on the GPU also what
         the model holds before any request: the base every memory figure stands on (the
         published cells read as weights + KV cache + a constant)."""
+        facts = dict(self.weight_facts)
+        if self.kernels_used:  # Hub kernels taken from installed packages (hub_kernels)
+            facts["hub_kernels"] = {
+                "value": "; ".join(f"{k}: {v}" for k, v in self.kernels_used.items()),
+                "method": "the engine's hub_kernels setting (installed_kernels.py)",
+            }
         held = self.memory.held_mb()
         if held is None:
-            return dict(self.weight_facts)
+            return facts
         return {
-            **self.weight_facts,
+            **facts,
             "weights_gib": {
                 "value": held / 1024,
                 "unit": "GiB",
