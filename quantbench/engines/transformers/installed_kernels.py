@@ -11,7 +11,7 @@ import importlib
 
 def use_installed_kernels(kernels: dict[str, str]) -> dict[str, str]:
     """Hand each named kernel's installed module to Transformers' kernel loader; returns where
-    each came from (the launch record's provenance). A name Transformers does not load, or a
+    each came from (the engine's startup facts). A name Transformers does not load, or a
     module that does not import, fails here, before the model loads."""
     if not kernels:
         return {}
