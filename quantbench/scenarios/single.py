@@ -78,7 +78,8 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
                 row["speed_tok_s"] += " (cache hit)"
         row["cached_tokens"] = cache_cell(group)
         out.append(row)
-    return pd.DataFrame(out).reindex(columns=SPEED_COLUMNS).fillna("")
+    # object first: a column no row filled is all-NaN float64, which pandas 4 will not fill with "".
+    return pd.DataFrame(out).reindex(columns=SPEED_COLUMNS).astype(object).fillna("")
 
 
 def plot_speed(cells: pd.DataFrame, path: Path) -> None:
