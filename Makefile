@@ -25,7 +25,7 @@ demo: setup
 	@echo "report: results/report/ (speed.md, quality.md, checkpoints.md, report.html)"
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check quantbench scripts tests benchmarks

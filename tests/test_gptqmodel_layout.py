@@ -33,3 +33,46 @@ def test_the_engine_keeps_a_filled_packed_layout_packed(tmp_path, fmt, bits):
     record, _ = engine.generate([1, 2, 3, 4], 5)
     assert record.output_tokens == 5
     engine.close()
+
+
+# A fresh process, as a benchmark job is: GPTQModel is first imported inside from_pretrained
+# (Transformers' AWQ quantizer), and that import keeps the loading frames, and so the state
+# dict, alive. The engine asks for float16 and gets the state dict in bfloat16: the cast
+# Transformers makes for AWQ on CUDA, made on the CPU.
+CAST_ON_LOAD = """
+import json, sys, weakref, torch
+from quantbench.engines.transformers import TransformersEngine
+from quantbench.engines.transformers import layout_weights as lw
+drawn, draw = [], lw.random_state_dict
+def in_bfloat16(config, dtype, *args, **kwargs):
+    state = draw(config, torch.bfloat16, *args, **kwargs)
+    drawn.extend(weakref.ref(t) for t in state.values())
+    return state
+lw.random_state_dict = in_bfloat16
+engine = TransformersEngine({"device": "cpu", "weights": "packed", "dtype": "float16"})
+engine.load(sys.argv[1], has_weights=False)
+alive = [tuple(t.shape) for t in (r() for r in drawn) if t is not None]
+print(json.dumps({"drawn": len(drawn), "alive": alive,
+                  "lm_head": str(engine.model.lm_head.weight.dtype)}))
+"""
+
+
+def test_tensors_cast_on_load_do_not_stay_beside_the_model(tmp_path):
+    """On CUDA Transformers loads AWQ in float16 whatever dtype the engine asks for: the
+    state dict's bfloat16 tensors are cast, and the originals must then go (on the H100 they
+    stayed: two embedding matrices over every AWQ cell)."""
+    import subprocess
+    import sys
+
+    dummy = tmp_path / "dummy"
+    dummy.mkdir()
+    config = Qwen3Config.from_dict({**TINY, "tie_word_embeddings": False})
+    (dummy / "config.json").write_text(json.dumps(config.to_dict()))
+    Layout({"format": "awq", "bits": 4}).quantize(dummy, tmp_path / "layout", {})
+    run = subprocess.run(
+        [sys.executable, "-c", CAST_ON_LOAD, str(tmp_path / "layout")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["lm_head"] == "torch.float16"  # cast on load
+    assert out["drawn"] > 0 and out["alive"] == []

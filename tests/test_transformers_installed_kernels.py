@@ -39,6 +39,29 @@ def test_the_engine_says_which_kernels_it_took(fake_kernel, tmp_path):
     engine.close()
 
 
+def test_on_cuda_transformers_own_fp8_loader_gets_it_or_the_gate_is_named(fake_kernel):
+    """Transformers 5.17 loads the FP8 kernel on CUDA only when the `kernels` package is in its
+    pinned range: without it the setting fails before the load, naming the package and range;
+    with it, the FP8 layers' own loader returns the installed kernel's functions."""
+    from transformers.integrations import finegrained_fp8
+    from transformers.utils.import_utils import KERNELS_MIN_VERSION, is_kernels_available
+
+    fake_kernel.matmul_2d = fake_kernel.matmul_batched = fake_kernel.matmul_grouped = len
+    setting = {"finegrained-fp8": "qb_test_fp8_kernel"}
+    if not is_kernels_available():  # this suite's environment (pyproject.toml)
+        gate = rf"`kernels` package.*kernels=={KERNELS_MIN_VERSION}"
+        with pytest.raises(ImportError, match=gate):
+            use_installed_kernels(setting, "cuda")
+        assert use_installed_kernels(setting, "cpu")  # the CPU never calls that loader
+        return
+    use_installed_kernels(setting, "cuda")
+    finegrained_fp8._FINEGRAINED_FP8 = None
+    try:
+        assert finegrained_fp8.load_finegrained_fp8_kernel().matmul is len
+    finally:
+        finegrained_fp8._FINEGRAINED_FP8 = None
+
+
 def test_an_unknown_kernel_name_or_a_missing_module_fails_by_name(fake_kernel):
     with pytest.raises(ValueError, match=r"hub_kernels: Transformers loads no kernel named 'fp9'"):
         use_installed_kernels({"fp9": "qb_test_fp8_kernel"})

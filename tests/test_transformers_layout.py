@@ -83,14 +83,17 @@ def test_a_layout_it_does_not_fill_is_refused_by_name():
 
 
 @pytest.mark.parametrize("fmt", ["gptq", "awq"])
-def test_a_packed_layouts_state_dict_leaves_the_quantized_layers_to_the_kernel(fmt):
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_packed_layouts_state_dict_leaves_the_quantized_layers_to_the_kernel(fmt, tie):
     """GPTQModel's kernels build and transform the packed tensors: the state dict holds the
-    rest, with the config's own tying (only the FP8 checkpoints untie the output layer)."""
-    config = layout_config(tie=True, fmt=fmt)
+    rest, with the config's own tying (only the FP8 checkpoints untie the output layer): a tied
+    output layer drawn as its own tensor would be loaded as one, an embedding matrix too many."""
+    config = layout_config(tie=tie, fmt=fmt)
     state = lw.random_state_dict(config, torch.bfloat16)
     assert not [k for k in state if k.endswith("_proj.weight")]
-    assert "model.embed_tokens.weight" in state and "lm_head.weight" in state
-    assert lw.dense_config(config).tie_word_embeddings is True
+    assert "model.embed_tokens.weight" in state
+    assert ("lm_head.weight" in state) is not tie
+    assert lw.dense_config(config).tie_word_embeddings is tie
     assert lw.dense_config(layout_config(tie=True)).tie_word_embeddings is False  # fp8
 
 

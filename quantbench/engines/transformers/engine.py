@@ -169,7 +169,9 @@ class TransformersEngine(InProcessEngine):
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         start = time.perf_counter()
-        self.kernels_used = use_installed_kernels(self.settings.get("hub_kernels") or {})
+        self.kernels_used = use_installed_kernels(
+            self.settings.get("hub_kernels") or {}, self.device
+        )
         attn = self.settings.get("attn_implementation", "sdpa")
         config = AutoConfig.from_pretrained(checkpoint)
         method = w.quant_method(checkpoint)  # a dummy model's layout (method `layout`) has one too
@@ -204,7 +206,10 @@ class TransformersEngine(InProcessEngine):
                 output_loading_info=True,
                 **w.load_kwargs(method, self.weights_mode),
             )
-            del state
+            # Emptied, not just dropped: something in from_pretrained keeps its frame, and so the
+            # dict, alive; where a tensor was cast on load (AWQ to float16 on CUDA) the original
+            # then stayed on the GPU (two embedding matrices over the H100's AWQ cells, 2026-12-07).
+            state.clear()
             layout_weights.check_loaded(info, config)
             on_disk += layout_weights.fill_packed(self.model, config, seed)
         else:  # a dummy model: the real architecture with random weights

@@ -2,20 +2,32 @@
 for every FP8 linear layer on CUDA, through the `kernels` package), taken from installed Python
 packages instead: for machines that cannot reach the Hub, where the FP8 forward would otherwise
 fail. The engine's `hub_kernels` setting names them ({kernel name: module}); with none set,
-Transformers downloads as usual."""
+Transformers downloads as usual. On CUDA Transformers 5.17 calls its loader only where the
+`kernels` package is installed, in the version range it pins, even for a kernel it then takes
+from here: on the H100 (2026-12-07) every FP8 cell failed at its first forward without it."""
 
 from __future__ import annotations
 
 import importlib
 
 
-def use_installed_kernels(kernels: dict[str, str]) -> dict[str, str]:
+def use_installed_kernels(kernels: dict[str, str], device: str = "cpu") -> dict[str, str]:
     """Hand each named kernel's installed module to Transformers' kernel loader; returns where
-    each came from (the engine's startup facts). A name Transformers does not load, or a
-    module that does not import, fails here, before the model loads."""
+    each came from (the engine's startup facts). A name Transformers does not load, a module
+    that does not import, or (on CUDA) no `kernels` package for Transformers' gate fails here,
+    before the model loads."""
     if not kernels:
         return {}
     from transformers.integrations import hub_kernels
+    from transformers.utils import import_utils
+
+    if str(device).startswith("cuda") and not import_utils.is_kernels_available():
+        low, high = import_utils.KERNELS_MIN_VERSION, import_utils.KERNELS_MAX_VERSION
+        raise ImportError(
+            f"hub_kernels: Transformers calls its kernel loader on CUDA only with the `kernels` "
+            f"package installed ({low} <= version < {high}); install kernels=={low} "
+            "(it downloads nothing when the kernels come from here) or drop the setting"
+        )
 
     known = hub_kernels._HUB_KERNEL_MAPPING  # the names lazy_load_kernel() resolves
     used = {}
