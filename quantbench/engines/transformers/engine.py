@@ -117,7 +117,8 @@ class TransformersEngine(InProcessEngine):
             "default": {},
             "description": "kernels Transformers fetches from the Hub, taken from installed "
             "packages instead (machines without the Hub): {kernel: module}, e.g. "
-            "{finegrained-fp8: finegrained_fp8}",
+            "{finegrained-fp8: finegrained_fp8}; on CUDA with the `kernels` package installed "
+            "too (0.16.x for Transformers 5.17), which then downloads nothing",
         },
     }
     # The quantizer from_pretrained picks from the checkpoint: compressed-tensors keeps FP8
