@@ -15,15 +15,20 @@ from tests.test_transformers_layout import TINY
 pytest.importorskip("gptqmodel")
 
 
-@pytest.mark.parametrize(("fmt", "bits"), [("gptq", 8), ("gptq", 4), ("awq", 4)])
-def test_the_engine_keeps_a_filled_packed_layout_packed(tmp_path, fmt, bits):
+def write_layout(tmp_path, fmt: str, bits: int, tie: bool) -> str:
+    """What method `layout` writes for the tiny dummy Qwen3: its directory."""
     dummy = tmp_path / "dummy"
     dummy.mkdir()
-    config = Qwen3Config.from_dict({**TINY, "tie_word_embeddings": True})
+    config = Qwen3Config.from_dict({**TINY, "tie_word_embeddings": tie})
     (dummy / "config.json").write_text(json.dumps(config.to_dict()))
     Layout({"format": fmt, "bits": bits}).quantize(dummy, tmp_path / "layout", {})
+    return str(tmp_path / "layout")
+
+
+@pytest.mark.parametrize(("fmt", "bits"), [("gptq", 8), ("gptq", 4), ("awq", 4)])
+def test_the_engine_keeps_a_filled_packed_layout_packed(tmp_path, fmt, bits):
     engine = TransformersEngine({"device": "cpu", "weights": "packed"})
-    engine.load(str(tmp_path / "layout"), has_weights=False)
+    engine.load(write_layout(tmp_path, fmt, bits, tie=True), has_weights=False)
     facts = engine.startup_facts()
     assert facts["weights_load_path"]["value"] == "packed"
     held, dense = facts["weights_held_gib"]["value"], facts["dense_gib"]["value"]
@@ -64,13 +69,9 @@ def test_tensors_cast_on_load_do_not_stay_beside_the_model(tmp_path):
     import subprocess
     import sys
 
-    dummy = tmp_path / "dummy"
-    dummy.mkdir()
-    config = Qwen3Config.from_dict({**TINY, "tie_word_embeddings": False})
-    (dummy / "config.json").write_text(json.dumps(config.to_dict()))
-    Layout({"format": "awq", "bits": 4}).quantize(dummy, tmp_path / "layout", {})
+    layout = write_layout(tmp_path, "awq", 4, tie=False)
     run = subprocess.run(
-        [sys.executable, "-c", CAST_ON_LOAD, str(tmp_path / "layout")],
+        [sys.executable, "-c", CAST_ON_LOAD, layout],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     out = json.loads(run.stdout.strip().splitlines()[-1])

@@ -39,7 +39,7 @@ def test_the_engine_says_which_kernels_it_took(fake_kernel, tmp_path):
     engine.close()
 
 
-def test_on_cuda_transformers_own_fp8_loader_gets_it_or_the_gate_is_named(fake_kernel):
+def test_on_cuda_transformers_own_fp8_loader_gets_it_or_the_gate_is_named(fake_kernel, monkeypatch):
     """Transformers 5.17 loads the FP8 kernel on CUDA only when the `kernels` package is in its
     pinned range: without it the setting fails before the load, naming the package and range;
     with it, the FP8 layers' own loader returns the installed kernel's functions."""
@@ -55,11 +55,8 @@ def test_on_cuda_transformers_own_fp8_loader_gets_it_or_the_gate_is_named(fake_k
         assert use_installed_kernels(setting, "cpu")  # the CPU never calls that loader
         return
     use_installed_kernels(setting, "cuda")
-    finegrained_fp8._FINEGRAINED_FP8 = None
-    try:
-        assert finegrained_fp8.load_finegrained_fp8_kernel().matmul is len
-    finally:
-        finegrained_fp8._FINEGRAINED_FP8 = None
+    monkeypatch.setattr(finegrained_fp8, "_FINEGRAINED_FP8", None)  # its cached kernel, restored
+    assert finegrained_fp8.load_finegrained_fp8_kernel().matmul is len
 
 
 def test_an_unknown_kernel_name_or_a_missing_module_fails_by_name(fake_kernel):
