@@ -18,7 +18,9 @@ from quantbench.tables import DECOMPRESSED_MARK, mean_with_spread, weights_mark
 # Bits read per weight at decode, scales included (group-128 int4 ~ 4.25 bits).
 WEIGHT_BITS = {"bf16": 16, "fp8": 8, "gptq-int8": 8.25, "gptq-int4": 4.25, "awq-int4": 4.25}
 PUBLISHED_GPU = "NVIDIA H20"  # the Qwen3 tables' hardware (README of reference/)
-KEYS = ["engine", "model", "input_len", "quant"]
+# A cell is its engine, model, length, format and GPU count: a one-GPU cell has no published
+# counterpart where the table ran that cell on two GPUs (Qwen3-32B BF16 at 129024).
+KEYS = ["engine", "model", "input_len", "quant", "tp"]
 # The scenarios whose rows are batch-1 cells: `single` (timed) and `memory` (memory only).
 BATCH1_SCENARIOS = ("single", "memory")
 # Each memory figure of a measured cell (column here: the engine's row key), every one read
@@ -43,6 +45,7 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     models, quants = config["models"], config["quantizations"]
     engines = config.get("engines") or {}
     ok["instance"] = ok["engine"]
+    ok["tp"] = _tensor_parallel(ok, engines)
     ok["engine"] = ok["engine"].map(lambda e: (engines.get(e) or {}).get("kind", e))
     ok["model"] = ok["model"].map(lambda m: models.get(m, {}).get("reference_name", m))
     ok["quant"] = ok["quantization"].map(
@@ -78,6 +81,15 @@ def measured_cells(cells: pd.DataFrame, config: dict) -> pd.DataFrame:
     agg["decode_speed_tok_s"] = [s.spread("decode_speed_tok_s").mean if s else nan for s in found]
     agg["repeats"] = [s.n_ok if s else 0 for s in found]
     return agg
+
+
+def _tensor_parallel(rows: pd.DataFrame, engines: dict) -> pd.Series:
+    """Each row's GPU count: as its job recorded it, else its engine instance's setting, else 1."""
+    configured = rows["instance"].map(
+        lambda e: (engines.get(e) or {}).get("tensor_parallel_size") or 1
+    )
+    recorded = rows.get("tensor_parallel_size", pd.Series(float("nan"), rows.index))
+    return pd.to_numeric(recorded, errors="coerce").fillna(configured).astype(int)
 
 
 def _canonical(name: str) -> str | None:
@@ -126,9 +138,8 @@ def published_comparison(cells: pd.DataFrame, config: dict, reference_dir=None) 
     for col in MEMORY_FIGURES:
         published[col] = published["gpu_mem_mb"]
     values = ("speed_tok_s", *MEMORY_FIGURES)
+    published = published.dropna(subset=["tp"]).astype({"tp": int})  # rows with no GPU count
     out = compare_with_published(measured, published, keys=KEYS, values=values)
-    pub = published.set_index(KEYS)
-    out["tp"] = [pub["tp"].get(tuple(r[k] for k in KEYS), 1) for _, r in out.iterrows()]
     out["roofline_share"] = [
         _roofline(r, r["device_name"], r["decode_speed_tok_s"]) for _, r in out.iterrows()
     ]

@@ -35,6 +35,8 @@ def load_bench(paths: list[str], config: dict | None = None) -> pd.DataFrame:
             **cell_of(prov),
             "engine_version": prov["engine_version"],
             "device_name": prov["device_name"],
+            # GPUs the engine ran on: the published tables key a cell by it as well
+            "tensor_parallel_size": _tensor_parallel_size(prov),
             "file_status": doc["status"],
             "log": doc.get("log"),
         }
@@ -43,6 +45,11 @@ def load_bench(paths: list[str], config: dict | None = None) -> pd.DataFrame:
         ]
         frames.append(pd.DataFrame([{**extra, **r} for r in rows]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _tensor_parallel_size(prov: dict) -> int | None:
+    engine = (prov.get("settings") or {}).get("engine") or {}
+    return engine.get("tensor_parallel_size", 1) if engine else None
 
 
 def load_quant(paths: list[str], config: dict | None = None) -> pd.DataFrame:

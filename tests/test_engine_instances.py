@@ -137,9 +137,11 @@ def test_two_instances_run_to_the_report(tmp_path):
     assert set(speed["engine"]) == {"transformers", "hf-eager"}
 
 
-def test_the_published_comparison_matches_an_instance_by_its_kind():
+def test_the_published_comparison_matches_an_instance_by_its_kind_and_gpus():
     """The Qwen3 grid's Qwen3-32B BF16 cell at 129024 tokens runs on `sglang-tp2`: it is
-    compared with the published SGLang row (TP 2) and listed under its instance's name."""
+    compared with the published SGLang row (TP 2) and listed under its instance's name. The
+    same cell on one GPU (the H200 holds it) has no published counterpart: no ratio against
+    two GPUs, and its roofline is one GPU's."""
     from quantbench.published import comparison_table, published_comparison
     from quantbench.reference import load_qwen3_speed
 
@@ -147,13 +149,13 @@ def test_the_published_comparison_matches_an_instance_by_its_kind():
         {
             "scenario": "single",
             "status": "ok",
-            "engine": ["sglang", "sglang-tp2"],
+            "engine": ["sglang", "sglang-tp2", "sglang"],
             "model": "Qwen3-32B",
             "quantization": "bf16",
-            "input_len": [63488, 129024],
+            "input_len": [63488, 129024, 129024],
             "output_len": 2048,
-            "speed_tok_s": [100.0, 200.0],
-            "decode_speed_tok_s": [20.0, 20.0],
+            "speed_tok_s": [100.0, 200.0, 150.0],
+            "decode_speed_tok_s": [20.0, 20.0, 20.0],
             "mem_method": "not measured",
             "device_name": "NVIDIA H100 80GB HBM3",
         }
@@ -161,17 +163,24 @@ def test_the_published_comparison_matches_an_instance_by_its_kind():
     config = {
         "models": {"Qwen3-32B": {}},
         "quantizations": {"bf16": {}},
-        "engines": {"sglang": {"kind": "sglang"}, "sglang-tp2": {"kind": "sglang"}},
+        "engines": {
+            "sglang": {"kind": "sglang"},
+            "sglang-tp2": {"kind": "sglang", "tensor_parallel_size": 2},
+        },
     }
-    out = published_comparison(cells, config).set_index("input_len")
+    out = published_comparison(cells, config).set_index(["input_len", "tp"])
     pub = load_qwen3_speed().set_index(["engine", "model", "quant", "input_len"])
     row = pub.loc[("sglang", "Qwen3-32B", "bf16", 129024)]
     assert row["tp"] == 2
-    assert out.loc[129024, "speed_tok_s_published"] == row["speed_tok_s"]
-    assert out.loc[129024, "speed_tok_s_ratio"] == pytest.approx(200.0 / row["speed_tok_s"])
-    assert out.loc[129024, "tp"] == 2
+    assert out.loc[(129024, 2), "speed_tok_s_published"] == row["speed_tok_s"]
+    assert out.loc[(129024, 2), "speed_tok_s_ratio"] == pytest.approx(200.0 / row["speed_tok_s"])
+    one_gpu = out.loc[(129024, 1)]
+    assert pd.isna(one_gpu["speed_tok_s_published"]) and pd.isna(one_gpu["speed_tok_s_ratio"])
+    assert one_gpu["instance"] == "sglang"
+    # One GPU's roofline: the two-GPU cell's bound is twice as high for the same decode rate.
+    assert one_gpu["roofline_share"] == pytest.approx(2 * out.loc[(129024, 2), "roofline_share"])
     table = comparison_table(out.reset_index()).set_index("input_len")
-    assert list(table["engine"]) == ["sglang", "sglang-tp2"]
+    assert sorted(table["engine"]) == ["sglang", "sglang", "sglang-tp2"]
 
 
 def test_an_instance_may_name_its_jobs_environment(config):

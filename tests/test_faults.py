@@ -370,3 +370,28 @@ def test_report_names_an_unreadable_file_and_keeps_the_old_report(tmp_path):
     assert engine.loc[0, "status"] == Status.NOT_RUN
     assert (out / "published.md").read_text() == "kept"  # other rules' files stay
     assert not list(Path("results").glob(".report.*"))  # the staging directory is gone
+
+
+def test_report_command_merges_its_config_files_as_the_run_did(tmp_path):
+    """`quantbench report --config A --config B` merges nested keys like Snakemake does: B's
+    `benchmark:` adds to A's instead of replacing it, so the failed cell's rows keep A's
+    lengths. A broken file is one line naming it, before any report is written."""
+    os.chdir(tmp_path)
+    bench = Path("results/bench/m/q/vllm")
+    bench.mkdir(parents=True)
+    (bench / "single.json").write_text('{"scenario": "sing')
+    Path("a.yaml").write_text("benchmark:\n  single: {input_lengths: [8, 16], output_len: 4}\n")
+    Path("b.yaml").write_text("benchmark:\n  scenarios: [single]\n")
+    command = [sys.executable, "-m", "quantbench.cli", "report", "results"]
+    proc = subprocess.run(
+        [*command, "--config", "a.yaml", "--config", "b.yaml"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    speed = pd.read_csv("results/report/speed.csv")
+    assert sorted(speed["input_len"]) == [8, 16]
+    assert speed["speed_tok_s"].str.startswith("failed: ").all()
+
+    Path("c.yaml").write_text("benchmark: {}\nbenchmark: {}\n")
+    proc = subprocess.run([*command, "--config", "c.yaml"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "c.yaml" in proc.stderr and "duplicate key 'benchmark'" in proc.stderr
