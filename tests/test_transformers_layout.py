@@ -129,12 +129,67 @@ def test_fill_packed_fills_in_place_and_counts_the_bytes():
     assert lw.fill_packed(model, layout_config(tie=True)) == 0  # fp8: the state dict had all
 
 
-def test_fused_moe_experts_are_refused_not_left_dense():
+MOE = dict(TINY, moe_intermediate_size=128, num_experts=4, num_experts_per_tok=2)
+
+
+def moe_config(fmt: str = "fp8"):
     from transformers import Qwen3MoeConfig
 
-    moe = Qwen3MoeConfig.from_dict(
-        {**TINY, "moe_intermediate_size": 128, "num_experts": 4, "num_experts_per_tok": 2,
-         "quantization_config": dict(LAYOUTS["fp8"])}
+    return Qwen3MoeConfig.from_dict({**MOE, "quantization_config": dict(LAYOUTS[fmt])})
+
+
+def test_fused_moe_experts_are_drawn_as_the_fp8_checkpoints_experts(monkeypatch):
+    """Transformers 5 holds a MoE layer's experts as one [experts, out, in] tensor per
+    projection; Qwen3-30B-A3B-FP8 holds one FP8 linear layer per expert. The layout draws the
+    checkpoint's, and Transformers' own FP8 loading (the CUDA path, its GPU check lifted so it
+    runs here) merges them into its FP8 experts: every tensor taken, none left over, the bytes
+    those of the checkpoint."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+    from transformers.quantizers.quantizer_finegrained_fp8 import FineGrainedFP8HfQuantizer
+
+    config = moe_config()
+    state = lw.random_state_dict(config, torch.bfloat16)
+    gate = "model.layers.1.mlp.experts.3.gate_proj"  # 128 x 256: one block row, two columns
+    assert state[f"{gate}.weight"].dtype == torch.float8_e4m3fn
+    assert state[f"{gate}.weight"].shape == (128, 256)
+    assert state[f"{gate}.weight_scale_inv"].shape == (1, 2)
+    assert state["model.layers.1.mlp.experts.3.down_proj.weight"].shape == (256, 128)
+    assert state["model.layers.1.mlp.gate.weight"].dtype == torch.bfloat16  # the router
+    assert not [k for k in state if "gate_up_proj" in k]
+    checkpoint = {k: v.clone() for k, v in state.items()}
+
+    monkeypatch.setattr(FineGrainedFP8HfQuantizer, "validate_environment", lambda *a, **k: None)
+    model, info = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
+        None, config=config, state_dict=state, dtype=torch.bfloat16, device_map="cpu",
+        output_loading_info=True,
     )  # fmt: skip
-    with pytest.raises(ValueError, match="dense linear layers only, not fused expert tensors"):
-        lw.random_state_dict(moe, torch.bfloat16)
+    lw.check_loaded(info, config)
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    experts = model.model.layers[1].mlp.experts
+    assert type(experts).__name__ == "FP8Experts"
+    assert experts.gate_up_proj.dtype == torch.float8_e4m3fn
+    up = checkpoint["model.layers.1.mlp.experts.2.up_proj.weight"]  # gate rows, then up rows
+    assert torch.equal(experts.gate_up_proj[2, 128:].view(torch.uint8), up.view(torch.uint8))
+    assert torch.equal(experts.down_proj_scale_inv, torch.full((4, 2, 1), lw.SCALE))
+    held = sum(t.nbytes for t in model.state_dict().values())
+    assert held == sum(t.nbytes for t in checkpoint.values())
+
+
+def test_the_engine_runs_a_moe_fp8_layout(tmp_path):
+    """On this CPU the FP8 experts are dequantized on load (the weight check says so) and a
+    request runs through the MoE layers."""
+    (tmp_path / "config.json").write_text(json.dumps(moe_config().to_dict()))
+    engine = TransformersEngine({"device": "cpu", "weights": "packed-or-decompressed"})
+    engine.load(str(tmp_path), has_weights=False)
+    assert engine.startup_facts()["weights_load_path"]["value"] == "decompressed"
+    record, _ = engine.generate([1, 2, 3, 4], 5)
+    assert record.output_tokens == 5
+    engine.close()
+
+
+@pytest.mark.parametrize("fmt", ["gptq", "awq"])
+def test_a_packed_layout_of_fused_moe_experts_is_refused(fmt):
+    """Transformers' GPTQ / AWQ loading leaves fused experts unquantized: a figure from it
+    would be BF16 experts under a 4-bit name."""
+    with pytest.raises(ValueError, match=f"the {fmt} layout of a model with fused expert"):
+        lw.random_state_dict(moe_config(fmt), torch.bfloat16)

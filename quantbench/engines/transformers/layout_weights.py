@@ -10,8 +10,11 @@ embeddings, norms and the output layer stay in the load dtype. The output layer 
 tensor even where the model ties it to the embeddings: Transformers then does not tie them, and
 only so does the layout account for the published FP8 memory of the tied models (Qwen3-0.6B /
 1.7B / 4B at 1 token: 1217 / 2726 / 5281 MB published; layout + KV cache 1238 / 2756 / 5238 MiB
-with a separate output layer, 941 / 2162 / 4496 without; the untied 8B-32B within 0.4-0.8 %) —
-inferred from those figures, to be confirmed on a GPU.
+with a separate output layer, 941 / 2162 / 4496 without; the untied 8B-32B within 0.4-0.8 %;
+measured on the H200, 2026-12-07: within 0.5 % from 4B up). A MoE model's experts, one fused
+[experts, out, in] tensor per projection in Transformers 5, are drawn as the published checkpoint
+holds them, one FP8 linear layer per expert (Qwen3-30B-A3B-FP8): Transformers merges them on load
+into its FP8 experts (FP8Experts), scales included.
 
 GPTQ and AWQ (GPTQModel's kernels, installed in the engine's environment) are packed int32
 tensors whose shapes and post-load transforms belong to the kernel GPTQModel picks, so the state
@@ -29,6 +32,8 @@ FORMATS = ("fp8", "gptq", "awq")  # the layouts this engine fills; vLLM / SGLang
 PACKED_FORMATS = ("gptq", "awq")  # filled on the device after load (fill_packed)
 # The quantized layers' tensors GPTQModel's kernels hold; a checkpoint holds them too.
 PACKED_TENSORS = ("qweight", "qzeros", "scales", "g_idx")
+# A fused expert tensor -> the per-expert linear layers a checkpoint holds (split along `out`).
+EXPERT_PROJECTIONS = {"gate_up_proj": ("gate_proj", "up_proj"), "down_proj": ("down_proj",)}
 FP8_NAN_BITS = 0x7F  # e4m3fn's only NaN magnitude: random bytes stay below it
 SCALE = 2.0**-9  # small enough that random codes stay finite through the layers
 
@@ -46,10 +51,11 @@ def random_state_dict(config, dtype, seed: int = 0, device: str = "cpu") -> dict
     with torch.device("meta"):
         shape = AutoModelForCausalLM.from_config(dense_config(config), dtype=dtype)
     fused = [k for k, t in shape.state_dict().items() if t.dim() > 2]
-    if fused:  # MoE experts as one tensor: the quantizer's FP8 expert layout is not built here
+    if fused and packed:  # measured with Transformers 5.25 + GPTQModel 7.6 on the CPU
         raise ValueError(
-            f"the {qc['quant_method']} layout is filled for dense linear layers only, not fused "
-            f"expert tensors ({fused[0]}, ...): quantize this MoE model with a real method"
+            f"the {qc['quant_method']} layout of a model with fused expert tensors ({fused[0]}, "
+            "...): Transformers' GPTQ / AWQ loading leaves them unquantized, so the figure would "
+            "be BF16 experts, not the format's; the published table has no such cell either"
         )
     quantized = {
         name
@@ -63,14 +69,12 @@ def random_state_dict(config, dtype, seed: int = 0, device: str = "cpu") -> dict
             continue
         drawn.add(id(meta))
         module, _, leaf = key.rpartition(".")
-        if module in quantized and leaf == "weight":
+        if meta.dim() > 2:  # fused MoE experts (FP8 only, above)
+            state.update(_expert_layers(module, leaf, tuple(meta.shape), qc, gen))
+        elif module in quantized and leaf == "weight":
             if packed:  # built by the quantizer, filled after load (fill_packed)
                 continue
-            out, inp = meta.shape
-            block_out, block_in = qc["weight_block_size"]
-            state[key] = _random_fp8((out, inp), gen)
-            blocks = (math.ceil(out / block_out), math.ceil(inp / block_in))
-            state[f"{module}.weight_scale_inv"] = torch.full(blocks, SCALE, device=device)
+            state.update(_fp8_linear(module, tuple(meta.shape), qc, gen))
         elif "norm" in key:
             state[key] = torch.ones(meta.shape, dtype=meta.dtype, device=device)
         else:
@@ -78,6 +82,37 @@ def random_state_dict(config, dtype, seed: int = 0, device: str = "cpu") -> dict
                 0, 0.02, generator=gen
             )
     return state
+
+
+def _fp8_linear(module: str, shape: tuple[int, int], qc: dict, gen) -> dict:
+    """One FP8 linear layer of the checkpoint: its weight and a scale per block."""
+    import torch
+
+    block_out, block_in = qc["weight_block_size"]
+    blocks = (math.ceil(shape[0] / block_out), math.ceil(shape[1] / block_in))
+    return {
+        f"{module}.weight": _random_fp8(shape, gen),
+        f"{module}.weight_scale_inv": torch.full(blocks, SCALE, device=gen.device),
+    }
+
+
+def _expert_layers(module: str, leaf: str, shape: tuple, qc: dict, gen) -> dict:
+    """A fused expert tensor [experts, out, in] as the checkpoint's per-expert FP8 layers
+    (`{module}.{expert}.{projection}.weight`), e.g. gate_up_proj as gate_proj and up_proj."""
+    parts = EXPERT_PROJECTIONS.get(leaf)
+    if parts is None or len(shape) != 3 or shape[1] % len(parts):
+        raise ValueError(
+            f"the fp8 layout splits the fused expert tensors {sorted(EXPERT_PROJECTIONS)}, not "
+            f"{module}.{leaf} {list(shape)}: quantize this MoE model with a real method"
+        )
+    experts, out, inp = shape
+    layers = {}
+    for expert in range(experts):
+        for part in parts:
+            layers.update(
+                _fp8_linear(f"{module}.{expert}.{part}", (out // len(parts), inp), qc, gen)
+            )
+    return layers
 
 
 def dense_config(config):
