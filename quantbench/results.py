@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -213,6 +214,41 @@ def _placeholder_rows(scenario: str, status: str, reason: str, config: dict | No
     return [{"scenario": scenario, "status": status, "reason": reason}]
 
 
+def _stopped_from_outside(log: Path) -> bool:
+    """The job was stopped, not failed: killed (no error of its own), or terminated (SIGTERM:
+    a time limit, scancel; a Ctrl-C). A job that failed on its own keeps its `not run`."""
+    error = _last_exception(log)
+    return error is None or any(s in error for s in ("JobTerminated", "KeyboardInterrupt"))
+
+
+def _with_logged_rows(doc: dict, log: Path, config: dict | None) -> None:
+    """A `single` job cut before writing its result (a time limit, scancel, a machine taken
+    back) logged every request it finished: those rows make the placeholder `partial`, and the
+    repeats it did not reach stay `not run` rows, so no table reads the cell as whole."""
+    if doc.get("scenario") != "single":
+        return
+    from quantbench.scenarios.single import logged_rows
+
+    try:
+        rows = logged_rows(log.read_text(errors="replace"))
+    except OSError:
+        return
+    if not rows:
+        return
+    repeats = (((config or {}).get("benchmark") or {}).get("single") or {}).get("repeats", 1)
+    done = Counter(r.get("input_len") for r in rows)
+    planned = {r["input_len"]: r for r in doc["rows"] if "input_len" in r}
+    template = {k: v for k, v in doc["rows"][0].items() if k != "input_len"}
+    stopped = [  # the lengths it logged (a cell's own may differ from the config's) and planned
+        {**planned.get(n, template), "input_len": n, "repeat": k}
+        for n in sorted(set(done) | set(planned))
+        for k in range(done[n], repeats)
+    ]
+    reason = f"{doc['reason']}; the {len(rows)} requests it finished are read from its log"
+    rows = [{**r, "recovered_from": str(log)} for r in rows]
+    doc.update(status=Status.PARTIAL, reason=reason, rows=rows + stopped)
+
+
 _REQUIRED = {"bench": ("status", "provenance"), "eval": ("status", "provenance")}
 
 
@@ -226,6 +262,8 @@ def read_result(path: str | Path, config: dict | None = None) -> dict:
         doc = _placeholder(p, Status.NOT_RUN, reason, config)
         if log is not None:
             doc["log"] = str(log)
+            if log == job_log(p) and _stopped_from_outside(log):  # what did it log?
+                _with_logged_rows(doc, log, config)
         return doc
     try:
         doc = json.loads(p.read_text())

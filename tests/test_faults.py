@@ -10,6 +10,8 @@ read-only results directory is a read-only bind mount, else chmod (non-root). Ab
 2 cores.
 """
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -395,3 +397,55 @@ def test_report_command_merges_its_config_files_as_the_run_did(tmp_path):
     proc = subprocess.run([*command, "--config", "c.yaml"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "c.yaml" in proc.stderr and "duplicate key 'benchmark'" in proc.stderr
+
+
+def test_a_benchmark_job_cut_mid_row_keeps_the_requests_it_logged(tmp_path, monkeypatch):
+    """A job stopped before writing single.json (a time limit, scancel, a machine taken back)
+    logged each request it finished: the report reads those back, marks the cell `partial` and
+    shows the repeats it did not reach as such; a line cut mid-row is not read."""
+    from quantbench.results import read_result
+    from quantbench.scenarios.single import _log_row
+
+    os.chdir(tmp_path)
+    for upstream in ("models/m/model.json", "quantized/m/q/quant.json", "serve/m/q/e/launch.json"):
+        Path("results", upstream).parent.mkdir(parents=True, exist_ok=True)
+        Path("results", upstream).write_text('{"status": "ok"}')
+    log = Path("results/logs/benchmark/m/q/e.log")
+    log.parent.mkdir(parents=True)
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "__stderr__", terminal)
+    with log.open("w") as f, contextlib.redirect_stderr(f):  # as jobs.logged does
+        f.write("single:   0%|          | 0/4 [00:00<?, ?req/s]\r")  # a bar in the log too
+        for input_len, repeat, speed in ((8, 0, 10.0), (8, 1, 12.0), (16, 0, 20.0)):
+            row = {"scenario": "single", "input_len": input_len, "output_len": 4,
+                   "repeat": repeat, "batch_size": 1, "status": "ok", "speed_tok_s": speed,
+                   "decode_speed_tok_s": speed / 2, "peak_mem_mb": 100.0,
+                   "cached_tokens": 0}  # fmt: skip
+            _log_row(row)
+        f.write('single {"scenario": "single", "input_len": 16, "repeat": 1, "sta')  # cut here
+    assert terminal.getvalue().count('single {"scenario": "single"') == 3  # shown there too
+    cfg = {"benchmark": {"single": {"input_lengths": [8, 16, 32], "output_len": 4, "repeats": 2}}}
+    bench = "results/bench/m/q/e/single.json"
+    doc = read_result(bench, cfg)
+    assert doc["status"] == Status.PARTIAL
+    assert "the 3 requests it finished are read from its log" in doc["reason"]
+    stopped = [(r["input_len"], r["repeat"]) for r in doc["rows"] if r["status"] == Status.NOT_RUN]
+    assert stopped == [(16, 1), (32, 0), (32, 1)]
+
+    out = Path("results/report")
+    build_report([bench], ["results/bench/m/q/e/engine.json"], [], [], out, config=cfg)
+    speed = pd.read_csv(out / "speed.csv", dtype=str).set_index("input_len")
+    assert speed.loc["8", "speed_tok_s"] == "11.00 ± 1.41 (job stopped: 2 of 2, read from its log)"
+    assert speed.loc["16", "speed_tok_s"].endswith("(job stopped: 1 of 2, read from its log)")
+    assert speed.loc["32", "speed_tok_s"].startswith(Status.NOT_RUN)
+    requests = pd.read_csv(out / "requests.csv")
+    assert set(requests["file_status"]) == {Status.PARTIAL}
+
+    # A job that failed on its own (here: its disk full) is not read back: its `not run` stays.
+    with log.open("a") as f:
+        f.write("\nOSError: [Errno 28] No space left on device\n")
+    doc = read_result(bench, cfg)
+    assert doc["status"] == Status.NOT_RUN and "No space left" in doc["reason"]
+    with log.open("a") as f:  # a SIGTERM (time limit, scancel) is a stop, not a failure
+        f.write("quantbench.guard.JobTerminated: 143\n")
+    assert read_result(bench, cfg)["status"] == Status.PARTIAL

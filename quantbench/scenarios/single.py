@@ -76,6 +76,11 @@ def speed_table(cells: pd.DataFrame) -> pd.DataFrame:
             row["repeats"] = summary.n_ok
             if cache_hits(ok):
                 row["speed_tok_s"] += " (cache hit)"
+            # A job stopped before its result file: its logged requests (results.read_result)
+            stopped = int((group["status"] == Status.NOT_RUN).sum())
+            if stopped or group.get("recovered_from", pd.Series(dtype=object)).notna().any():
+                n = f"{summary.n_ok} of {summary.n_ok + stopped}"
+                row["speed_tok_s"] += f" (job stopped: {n}, read from its log)"
         row["cached_tokens"] = cache_cell(group)
         out.append(row)
     # object first: a column no row filled is all-NaN float64, which pandas 4 will not fill with "".
@@ -194,12 +199,33 @@ def _single_request(engine, prompts, cfg, input_len, rep, max_pos):
     return row, {**base, **asdict(record)}
 
 
+LOG_PREFIX = "single "  # a logged row's line: the prefix, then the row as JSON
+
+
 def _log_row(row: dict) -> None:
     """One line per request in the job's log, as it finishes: a job cut before its result file
-    is written (a time limit, scancel) still shows which requests finished and what they
-    measured."""
+    is written (a time limit, scancel, a machine taken back) still shows which requests
+    finished and what they measured, and the report reads them back (logged_rows)."""
     shown = {k: v for k, v in row.items() if k != "traceback"}
-    tqdm.write("single " + json.dumps(shown, default=str), file=sys.__stderr__)
+    line = LOG_PREFIX + json.dumps(shown, default=str)
+    tqdm.write(line, file=sys.__stderr__)  # the terminal, beside the progress bar
+    if sys.stderr is not sys.__stderr__:  # and the job's log (jobs.logged redirects stderr)
+        print(line, file=sys.stderr, flush=True)
+
+
+def logged_rows(text: str) -> list[dict]:
+    """The rows a job's log holds (_log_row), in order. A progress bar redrawn with a carriage
+    return may share a row's line; a line cut mid-row is left out."""
+    decoder, marker = json.JSONDecoder(), LOG_PREFIX + '{"scenario": "single"'
+    rows, at = [], text.find(marker)
+    while at >= 0:
+        try:
+            row, end = decoder.raw_decode(text, at + len(LOG_PREFIX))
+            rows.append(row)
+        except ValueError:  # the job stopped while writing this line
+            end = at + len(marker)
+        at = text.find(marker, end)
+    return rows
 
 
 @register_scenario("single")
