@@ -2,6 +2,8 @@
 the streaming client, stop with no process left) against the reference server standing in for
 vLLM/SGLang (their real servers need a GPU or a 3 GB CPU build; see README for the real runs)."""
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -16,7 +18,7 @@ from quantbench.models import build_tokenizer
 from quantbench.refserver import read_truth
 from quantbench.scenarios.batch import run_batch
 from quantbench.scenarios.serving import run_serving
-from quantbench.scenarios.single import run_single
+from quantbench.scenarios.single import logged_rows, run_single
 from quantbench.status import Status
 
 
@@ -115,20 +117,24 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
     with engine.serve(launch, str(tmp_path / "server.log")) as server:
         pgid = server.pgid
         facts = engine.startup_facts()
-        single, raw, single_ran = run_single(
-            engine,
-            prompts,
-            {
-                "input_lengths": [1, 40],
-                "output_len": 12,
-                "repeats": 2,
-                "warmup": 1,
-                "seed": 0,
-            },
-            progress=False,
-        )
-        # Each request's row is in the job's log as it finishes (kept there if the job is cut).
-        logged = [
+        job_log = io.StringIO()  # where jobs.logged sends a job's stderr
+        with contextlib.redirect_stderr(job_log):
+            single, raw, single_ran = run_single(
+                engine,
+                prompts,
+                {
+                    "input_lengths": [1, 40],
+                    "output_len": 12,
+                    "repeats": 2,
+                    "warmup": 1,
+                    "seed": 0,
+                },
+                progress=False,
+            )
+        # Each request's row is in the job's log as it finishes (read back if the job is cut),
+        # and on the terminal.
+        logged = logged_rows(job_log.getvalue())
+        shown = [
             json.loads(line.removeprefix("single "))
             for line in capfd.readouterr().err.splitlines()
             if line.startswith("single {")
@@ -170,7 +176,7 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
     # the server waits 5 ms before the first token; a catching-up schedule may bunch the rest
     assert all(r["ttft_ms"] >= 4.5 and r["tpot_ms"] > 0 for r in single)
     assert len(raw) == 4 and all(len(r["token_times"]) == 12 for r in raw)
-    assert logged == single
+    assert logged == single and shown == single
     (row,) = serving
     assert row["status"] == Status.OK and row["completed"] == 12 and row["failed"] == 0
     assert row["total_output_tokens"] == 12 * 8
@@ -256,9 +262,10 @@ def test_compile_cache_reaches_the_server_and_a_second_start_is_warm(tmp_path):
     assert vllm.launch_spec("/ckpt", True, "none", "m")["env"]["VLLM_CACHE_ROOT"] == str(
         cache / "vllm"
     )
-    assert "VLLM_CACHE_ROOT" not in VLLMEngine({"device": "cpu"}).launch_spec(
-        "/ckpt", True, "none", "m"
-    )["env"]
+    assert (
+        "VLLM_CACHE_ROOT"
+        not in VLLMEngine({"device": "cpu"}).launch_spec("/ckpt", True, "none", "m")["env"]
+    )
 
     # A server that compiles into its cache on start, as the engines' JIT libraries do.
     launch = vllm.launch_spec("/ckpt", True, "none", "ref")
