@@ -135,6 +135,9 @@ def test_two_instances_run_to_the_report(tmp_path):
     assert launch["provenance"]["settings"]["attn_implementation"] == "eager"
     speed = pd.read_csv(work / "results/report/speed.csv")
     assert set(speed["engine"]) == {"transformers", "hf-eager"}
+    # the GPU count each job ran with, as its provenance says: what the published tables key on
+    requests = pd.read_csv(work / "results/report/requests.csv")
+    assert set(requests["tensor_parallel_size"]) == {1}
 
 
 def test_the_published_comparison_matches_an_instance_by_its_kind_and_gpus():
