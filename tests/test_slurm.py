@@ -245,5 +245,7 @@ def test_a_tensor_parallel_cell_gets_its_gpus_and_leaves_no_worker(tmp_path):
     assert "workers=2" in (work / "results/logs/server/tiny/bf16/vllm.log").read_text()
     speed = pd.read_csv(work / "results/report/speed.csv")
     assert speed["speed_tok_s"].astype(str).str.match(r"^\d").all(), speed
+    requests = pd.read_csv(work / "results/report/requests.csv")  # the published tables' key
+    assert set(requests["tensor_parallel_size"]) == {2}, requests
     left = subprocess.run(["pgrep", "-f", f"refserver serve {work}"], capture_output=True)
     assert left.stdout == b"", left.stdout
