@@ -118,19 +118,9 @@ def test_scenarios_in_sequence_against_one_server(tmp_path, tokenizer, capfd):
         pgid = server.pgid
         facts = engine.startup_facts()
         job_log = io.StringIO()  # where jobs.logged sends a job's stderr
+        settings = {"input_lengths": [1, 40], "output_len": 12, "repeats": 2, "warmup": 1}
         with contextlib.redirect_stderr(job_log):
-            single, raw, single_ran = run_single(
-                engine,
-                prompts,
-                {
-                    "input_lengths": [1, 40],
-                    "output_len": 12,
-                    "repeats": 2,
-                    "warmup": 1,
-                    "seed": 0,
-                },
-                progress=False,
-            )
+            single, raw, single_ran = run_single(engine, prompts, settings, progress=False)
         # Each request's row is in the job's log as it finishes (read back if the job is cut),
         # and on the terminal.
         logged = logged_rows(job_log.getvalue())
