@@ -123,10 +123,14 @@ def _chain(path: str | Path) -> list[Path]:
 
 def _last_exception(log: Path) -> str | None:
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        return _exception_in(log.read_text(errors="replace"))
     except OSError:
         return None
-    for line in reversed(lines[-200:]):
+
+
+def _exception_in(text: str) -> str | None:
+    """The exception a log ends on (within its last 200 lines), if any."""
+    for line in reversed(text.splitlines()[-200:]):
         if _EXCEPTION_LINE.match(line.strip()):
             return line.strip()[:300]
     return None
@@ -202,8 +206,12 @@ def _placeholder(path: str | Path, status: str, reason: str, config: dict | None
     return doc
 
 
+def _scenario_settings(config: dict | None, scenario: str) -> dict | None:
+    return ((config or {}).get("benchmark") or {}).get(scenario)
+
+
 def _placeholder_rows(scenario: str, status: str, reason: str, config: dict | None) -> list:
-    cfg = ((config or {}).get("benchmark") or {}).get(scenario)
+    cfg = _scenario_settings(config, scenario)
     if cfg:
         try:
             from quantbench.scenarios import failed_rows
@@ -214,28 +222,31 @@ def _placeholder_rows(scenario: str, status: str, reason: str, config: dict | No
     return [{"scenario": scenario, "status": status, "reason": reason}]
 
 
-def _stopped_from_outside(log: Path) -> bool:
-    """The job was stopped, not failed: killed (no error of its own), or terminated (SIGTERM:
-    a time limit, scancel; a Ctrl-C). A job that failed on its own keeps its `not run`."""
-    error = _last_exception(log)
-    return error is None or any(s in error for s in ("JobTerminated", "KeyboardInterrupt"))
+# The errors of a job stopped from outside (SIGTERM: a time limit, scancel; a Ctrl-C), not of
+# its own making.
+STOPPED = ("JobTerminated", "KeyboardInterrupt")
 
 
 def _with_logged_rows(doc: dict, log: Path, config: dict | None) -> None:
-    """A `single` job cut before writing its result (a time limit, scancel, a machine taken
+    """A `single` job stopped before writing its result (a time limit, scancel, a machine taken
     back) logged every request it finished: those rows make the placeholder `partial`, and the
-    repeats it did not reach stay `not run` rows, so no table reads the cell as whole."""
+    repeats it did not reach stay `not run` rows, so no table reads the cell as whole. A job
+    that failed on its own (its log ends on its error) keeps its `not run`."""
     if doc.get("scenario") != "single":
         return
     from quantbench.scenarios.single import logged_rows
 
     try:
-        rows = logged_rows(log.read_text(errors="replace"))
+        text = log.read_text(errors="replace")
     except OSError:
         return
+    error = _exception_in(text)
+    if error is not None and not any(s in error for s in STOPPED):
+        return
+    rows = logged_rows(text)
     if not rows:
         return
-    repeats = (((config or {}).get("benchmark") or {}).get("single") or {}).get("repeats", 1)
+    repeats = (_scenario_settings(config, "single") or {}).get("repeats", 1)
     done = Counter(r.get("input_len") for r in rows)
     planned = {r["input_len"]: r for r in doc["rows"] if "input_len" in r}
     template = {k: v for k, v in doc["rows"][0].items() if k != "input_len"}
@@ -262,7 +273,7 @@ def read_result(path: str | Path, config: dict | None = None) -> dict:
         doc = _placeholder(p, Status.NOT_RUN, reason, config)
         if log is not None:
             doc["log"] = str(log)
-            if log == job_log(p) and _stopped_from_outside(log):  # what did it log?
+            if log == job_log(p):  # its own job ran and stopped: what did it log?
                 _with_logged_rows(doc, log, config)
         return doc
     try:

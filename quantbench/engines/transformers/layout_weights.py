@@ -50,7 +50,8 @@ def random_state_dict(config, dtype, seed: int = 0, device: str = "cpu") -> dict
     keep = {"lm_head", *(qc.get("modules_to_not_convert") or [])}
     with torch.device("meta"):
         shape = AutoModelForCausalLM.from_config(dense_config(config), dtype=dtype)
-    fused = [k for k, t in shape.state_dict().items() if t.dim() > 2]
+    tensors = shape.state_dict(keep_vars=True)  # tied tensors: one object under each name
+    fused = [k for k, t in tensors.items() if t.dim() > 2]
     if fused and packed:  # measured with Transformers 5.25 + GPTQModel 7.6 on the CPU
         raise ValueError(
             f"the {qc['quant_method']} layout of a model with fused expert tensors ({fused[0]}, "
@@ -64,7 +65,7 @@ def random_state_dict(config, dtype, seed: int = 0, device: str = "cpu") -> dict
     }
     gen = torch.Generator(device=device).manual_seed(seed)
     state, drawn = {}, set()
-    for key, meta in shape.state_dict(keep_vars=True).items():
+    for key, meta in tensors.items():
         if id(meta) in drawn:  # tied to a tensor already drawn: a checkpoint holds it once
             continue
         drawn.add(id(meta))
